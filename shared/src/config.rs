@@ -1,0 +1,309 @@
+//! Typed settings, read from the environment once at cold start.
+//!
+//! A bad value stops the function at start-up with a message naming the
+//! variable, instead of surfacing later as a confusing runtime error.
+//! Defaults are the contract's (`../shared/CONTRACT.md`), which suit the
+//! local stack; `template.yaml` sets the AWS values.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// A secret value: its `Debug` never shows it, so it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Which clock the limiter script uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterClock {
+    /// Redis `TIME` inside the script: one clock for every instance (default).
+    Redis,
+    /// The caller's clock, for Redis flavours that refuse `TIME` in scripts
+    /// (ElastiCache Serverless). The script never lets a bucket's time run
+    /// backwards, but instances with skewed clocks share the bucket less fairly.
+    Client,
+}
+
+/// Settings of the per-account token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterConfig {
+    /// Sustained messages per minute per account (`RATE_LIMIT_PER_MINUTE`).
+    pub per_minute: NonZeroU32,
+    /// Bucket capacity (`RATE_LIMIT_BURST`).
+    pub burst: NonZeroU32,
+    /// Share of the burst `medium` must leave for `high` (`RATE_LIMIT_RESERVE_MEDIUM_PERCENT`).
+    pub reserve_medium_percent: u8,
+    /// Share of the burst `low` must leave (`RATE_LIMIT_RESERVE_LOW_PERCENT`).
+    pub reserve_low_percent: u8,
+    /// `LIMITER_CLOCK`: `redis` (default) or `client`.
+    pub clock: LimiterClock,
+}
+
+/// Where the OnlyFans API token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `ONLYFANS_API_TOKEN` (local development).
+    Plain(Secret),
+    /// `ONLYFANS_API_TOKEN_SECRET_ARN`: read from Secrets Manager at cold start.
+    SecretsManager(String),
+}
+
+/// Everything both functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`: buckets, status records, idempotency keys, claims.
+    pub redis_url: Secret,
+    /// `REDIS_AUTH_SECRET_ARN`: in AWS, the ElastiCache AUTH token's secret.
+    pub redis_auth_secret_arn: Option<String>,
+    /// `QUEUE_URL`: the main queue.
+    pub queue_url: Option<String>,
+    /// `DLQ_URL`: the dead-letter queue.
+    pub dlq_url: Option<String>,
+    pub limiter: LimiterConfig,
+    /// `RATE_LIMITER_ENABLED`: `false` closes intake (503) and pauses delivery.
+    pub enabled: bool,
+    /// `RATE_LIMITER_ROLLOUT_PERCENT`: accounts (by stable hash) for which intake is open.
+    pub rollout_percent: u8,
+    /// `ONLYFANS_API_URL`: base URL of the OnlyFans API.
+    pub onlyfans_api_url: url::Url,
+    pub onlyfans_token: TokenSource,
+    /// `MAX_ATTEMPTS`: upstream attempts for transient failures before `dead`.
+    pub max_attempts: NonZeroU32,
+    /// `MAX_RECEIVE_COUNT`: the queue's redrive `maxReceiveCount`; the consumer
+    /// re-enqueues a message that keeps waiting before it gets there.
+    pub max_receive_count: u32,
+    /// `AUTH_JWT_SECRET`: HS256 secret for tokens no API Gateway authorizer verified.
+    pub auth_jwt_secret: Secret,
+    /// `AUTH_REQUIRE_AUTHORIZER`: refuse requests whose claims did not come from
+    /// an API Gateway authorizer (set in AWS, so the local secret is never trusted there).
+    pub auth_require_authorizer: bool,
+    /// `STATUS_TTL_SECONDS`: how long status records are kept (default 7 days).
+    pub status_ttl: Duration,
+    /// `UPSTREAM_TIMEOUT_MS`: total timeout of one OnlyFans call.
+    pub upstream_timeout: Duration,
+    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connect timeout of one OnlyFans call.
+    pub upstream_connect_timeout: Duration,
+    /// `METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics.
+    pub metrics_namespace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required")]
+    Missing { name: &'static str },
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn or(&self, name: &'static str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{e} (got {v:?})"),
+            }),
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected true or false (got {v:?})"),
+            }),
+        }
+    }
+
+    fn percent(&self, name: &'static str, default: u8) -> Result<u8, ConfigError> {
+        let v: u8 = self.parse(name, default)?;
+        if v > 100 {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be 0 to 100 (got {v})"),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// The local development defaults (dummy secrets that only the local stack uses).
+pub const LOCAL_JWT_SECRET: &str = "local-dev-jwt-secret-change-me";
+pub const LOCAL_ONLYFANS_TOKEN: &str = "local-dev-onlyfans-token";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let clock = match env.or("LIMITER_CLOCK", "redis").to_ascii_lowercase().as_str() {
+            "redis" => LimiterClock::Redis,
+            "client" => LimiterClock::Client,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "LIMITER_CLOCK",
+                    reason: format!("expected redis or client (got {other:?})"),
+                });
+            }
+        };
+        let limiter = LimiterConfig {
+            per_minute: env.parse("RATE_LIMIT_PER_MINUTE", NonZeroU32::MIN.saturating_add(9))?,
+            burst: env.parse("RATE_LIMIT_BURST", NonZeroU32::MIN.saturating_add(9))?,
+            reserve_medium_percent: env.percent("RATE_LIMIT_RESERVE_MEDIUM_PERCENT", 10)?,
+            reserve_low_percent: env.percent("RATE_LIMIT_RESERVE_LOW_PERCENT", 20)?,
+            clock,
+        };
+        let api_url = env.or("ONLYFANS_API_URL", "http://127.0.0.1:8787");
+        let onlyfans_api_url = url::Url::parse(&api_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "ONLYFANS_API_URL",
+                reason: format!("expected an http(s) URL (got {api_url:?})"),
+            })?;
+        let onlyfans_token = match env.get("ONLYFANS_API_TOKEN_SECRET_ARN") {
+            Some(arn) => TokenSource::SecretsManager(arn),
+            None => TokenSource::Plain(Secret::new(env.or("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN))),
+        };
+        let redis_url = env.or("REDIS_URL", "redis://127.0.0.1:6379");
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                reason: "expected redis:// or rediss://".into(),
+            });
+        }
+        let max_receive_count: u32 = env.parse("MAX_RECEIVE_COUNT", 100)?;
+        if max_receive_count < 3 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_RECEIVE_COUNT",
+                reason: "must be at least 3 (deferrals count as receives)".into(),
+            });
+        }
+        let ms = |name, default| env.parse::<u64>(name, default).map(Duration::from_millis);
+        Ok(Self {
+            redis_url: Secret::new(redis_url),
+            redis_auth_secret_arn: env.get("REDIS_AUTH_SECRET_ARN"),
+            queue_url: env.get("QUEUE_URL"),
+            dlq_url: env.get("DLQ_URL"),
+            limiter,
+            enabled: env.bool("RATE_LIMITER_ENABLED", true)?,
+            rollout_percent: env.percent("RATE_LIMITER_ROLLOUT_PERCENT", 100)?,
+            onlyfans_api_url,
+            onlyfans_token,
+            max_attempts: env.parse("MAX_ATTEMPTS", NonZeroU32::MIN.saturating_add(4))?,
+            max_receive_count,
+            auth_jwt_secret: Secret::new(env.or("AUTH_JWT_SECRET", LOCAL_JWT_SECRET)),
+            auth_require_authorizer: env.bool("AUTH_REQUIRE_AUTHORIZER", false)?,
+            status_ttl: Duration::from_secs(env.parse("STATUS_TTL_SECONDS", 7 * 24 * 3600)?),
+            upstream_timeout: ms("UPSTREAM_TIMEOUT_MS", 10_000)?,
+            upstream_connect_timeout: ms("UPSTREAM_CONNECT_TIMEOUT_MS", 2_000)?,
+            metrics_namespace: env.or("METRICS_NAMESPACE", "OutboundMessages"),
+        })
+    }
+
+    /// The main queue URL, required by both functions.
+    pub fn require_queue_url(&self) -> Result<&str, ConfigError> {
+        self.queue_url
+            .as_deref()
+            .ok_or(ConfigError::Missing { name: "QUEUE_URL" })
+    }
+
+    /// The DLQ URL, required by the consumer (poison goes there directly).
+    pub fn require_dlq_url(&self) -> Result<&str, ConfigError> {
+        self.dlq_url
+            .as_deref()
+            .ok_or(ConfigError::Missing { name: "DLQ_URL" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.limiter.per_minute.get(), 10);
+        assert_eq!(c.limiter.burst.get(), 10);
+        assert!(c.enabled);
+        assert_eq!(c.rollout_percent, 100);
+        assert_eq!(c.max_attempts.get(), 5);
+        assert_eq!(c.onlyfans_api_url.as_str(), "http://127.0.0.1:8787/");
+        assert_eq!(c.redis_url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(c.limiter.clock, LimiterClock::Redis);
+        assert_eq!(c.status_ttl, Duration::from_secs(604_800));
+        assert!(matches!(c.onlyfans_token, TokenSource::Plain(_)));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("RATE_LIMIT_BURST", "-1"),
+            ("RATE_LIMITER_ENABLED", "maybe"),
+            ("RATE_LIMITER_ROLLOUT_PERCENT", "101"),
+            ("ONLYFANS_API_URL", "ftp://x"),
+            ("MAX_ATTEMPTS", "zero"),
+            ("LIMITER_CLOCK", "sundial"),
+            ("REDIS_URL", "http://x"),
+            ("MAX_RECEIVE_COUNT", "2"),
+        ] {
+            let err = cfg(&[(k, v)]).unwrap_err();
+            assert!(err.to_string().starts_with(k), "{k}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let c = cfg(&[("AUTH_JWT_SECRET", "hunter2"), ("ONLYFANS_API_TOKEN", "tok-xyz")]).unwrap();
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("tok-xyz"));
+    }
+
+    #[test]
+    fn secret_arn_wins_over_plain_token() {
+        let c = cfg(&[("ONLYFANS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:x"), ("ONLYFANS_API_TOKEN", "t")]).unwrap();
+        assert!(matches!(c.onlyfans_token, TokenSource::SecretsManager(_)));
+    }
+}

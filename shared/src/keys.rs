@@ -1,0 +1,75 @@
+//! The Redis key layout.
+//!
+//! Every key that belongs to an account carries the account id as a hash tag
+//! (`{acct_1}`), so one account's keys live in one Redis Cluster slot and a
+//! script may touch several of them. Account ids cannot contain braces
+//! ([`crate::message::AccountId`] refuses them), so the tag is always exact.
+
+use crate::message::{AccountId, MessageId, Priority};
+use sha2::{Digest, Sha256};
+
+/// Prefix of every key this service writes, so it can share a Redis.
+pub const PREFIX: &str = "of";
+
+fn tagged(account: &AccountId, rest: &str) -> String {
+    format!("{PREFIX}:{{{account}}}:{rest}")
+}
+
+/// The account's token bucket (hash `tokens`, `ts`).
+pub fn bucket(account: &AccountId) -> String {
+    tagged(account, "bucket")
+}
+
+/// The next free deferral slot of one priority class.
+pub fn horizon(account: &AccountId, priority: Priority) -> String {
+    tagged(account, &format!("horizon:{}", priority.as_str()))
+}
+
+/// Set while the upstream asked the account to wait (429 `Retry-After`).
+pub fn pause(account: &AccountId) -> String {
+    tagged(account, "pause")
+}
+
+/// A message's status record (hash).
+pub fn status(account: &AccountId, id: &MessageId) -> String {
+    tagged(account, &format!("msg:{id}"))
+}
+
+/// A send claim: held while one consumer calls the upstream for a message.
+pub fn claim(account: &AccountId, id: &MessageId) -> String {
+    tagged(account, &format!("claim:{id}"))
+}
+
+/// An `Idempotency-Key`, hashed so any client string makes a safe key.
+pub fn idempotency(account: &AccountId, key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    tagged(account, &format!("idem:{digest}"))
+}
+
+/// The producer's fallback outbox (a stream), used while SQS is unavailable.
+pub fn outbox() -> String {
+    format!("{PREFIX}:outbox")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_account_keys_share_one_hash_tag() {
+        let a = AccountId::parse("acct_1").unwrap();
+        let id = MessageId::new();
+        for k in [
+            bucket(&a),
+            horizon(&a, Priority::Low),
+            pause(&a),
+            status(&a, &id),
+            claim(&a, &id),
+            idempotency(&a, "any {weird} key"),
+        ] {
+            let open = k.find('{').unwrap();
+            let close = k[open..].find('}').unwrap() + open;
+            assert_eq!(&k[open + 1..close], "acct_1", "{k}");
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Message state in Redis: status records, idempotency keys and send claims.
+//!
+//! All keys of one account share a hash tag ([`crate::keys`]). Status
+//! transitions go through one Lua script that refuses to leave a terminal
+//! state (`sent`, `failed`, `dead`), so a late or duplicate consumer can never
+//! turn a sent message back into `sending`.
+
+use crate::keys;
+use crate::message::{AccountId, MessageId, Priority};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// How long an `Idempotency-Key` is remembered (the contract's 24 h).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Deferred,
+    Sending,
+    Sent,
+    Failed,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Deferred => "deferred",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Status::Queued,
+            "deferred" => Status::Deferred,
+            "sending" => Status::Sending,
+            "sent" => Status::Sent,
+            "failed" => Status::Failed,
+            "dead" => Status::Dead,
+            _ => return None,
+        })
+    }
+
+    /// No transition leaves these.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Sent | Status::Failed | Status::Dead)
+    }
+}
+
+/// A message's status record, as `GET /v1/messages/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRecord {
+    pub message_id: MessageId,
+    pub status: Status,
+    pub priority: Priority,
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    pub upstream_message_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A change to a status record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    pub attempts: Option<u32>,
+    pub sent_at: Option<OffsetDateTime>,
+    pub upstream_message_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What an `Idempotency-Key` already stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// The key is new and now reserved for this request.
+    Reserved,
+    /// The same body was accepted before as this message.
+    Done(MessageId),
+    /// The same body is being accepted right now by another request.
+    InProgress,
+    /// The key was used with a different body.
+    Conflict,
+}
+
+/// The result of trying to claim a message for sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This caller holds the claim until it releases it or the lease ends.
+    Claimed,
+    /// Another consumer holds it; try again after the remaining lease.
+    Held(Duration),
+}
+
+fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+/// Moves a status record to ARGV[1] unless it is terminal.
+/// ARGV[2] = TTL seconds; ARGV[3..] = field/value pairs to set.
+/// Returns the status the record has afterwards ('' if absent).
+const TRANSITION: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur == 'sent' or cur == 'failed' or cur == 'dead' then
+  return cur
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return ARGV[1]
+";
+
+/// Releases a claim only if this owner still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The Redis-backed store. Built once at cold start; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    ttl: Duration,
+    transition: redis::Script,
+    release: redis::Script,
+}
+
+impl RedisStore {
+    pub fn new(conn: ConnectionManager, status_ttl: Duration) -> Self {
+        Self {
+            conn,
+            ttl: status_ttl,
+            transition: redis::Script::new(TRANSITION),
+            release: redis::Script::new(RELEASE),
+        }
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Writes the `queued` record the producer creates before answering 202.
+    pub async fn put_queued(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        priority: Priority,
+        created_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::status(account, id);
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("status", Status::Queued.as_str().to_owned()),
+                    ("priority", priority.as_str().to_owned()),
+                    ("attempts", "0".to_owned()),
+                    ("createdAt", fmt_time(created_at)),
+                ],
+            )
+            .expire(&key, self.ttl.as_secs() as i64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a record whose message was never accepted (the send failed).
+    pub async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("DEL").arg(keys::status(account, id)).query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Reads a record; `None` if the account has no such message.
+    pub async fn get(&self, account: &AccountId, id: &MessageId) -> Result<Option<StatusRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(keys::status(account, id))
+            .query_async(&mut conn)
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let field = |k: &str| h.get(k).filter(|v| !v.is_empty()).cloned();
+        let status = field("status")
+            .and_then(|s| Status::parse(&s))
+            .ok_or_else(|| StoreError::Corrupt("status".into()))?;
+        Ok(Some(StatusRecord {
+            message_id: *id,
+            status,
+            priority: field("priority")
+                .and_then(|p| Priority::parse(&p).ok())
+                .unwrap_or_default(),
+            attempts: field("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            created_at: match field("createdAt") {
+                Some(t) => parse_time(&t)?,
+                None => OffsetDateTime::UNIX_EPOCH,
+            },
+            sent_at: field("sentAt").map(|t| parse_time(&t)).transpose()?,
+            upstream_message_id: field("upstreamMessageId"),
+            last_error: field("lastError"),
+        }))
+    }
+
+    /// Moves a record to `to` unless it is terminal; returns the status the
+    /// record has afterwards (`None` if there is no record).
+    pub async fn transition(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        to: Status,
+        change: Transition,
+        fallback: Option<(Priority, OffsetDateTime)>,
+    ) -> Result<Option<Status>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.transition.key(keys::status(account, id));
+        inv.arg(to.as_str()).arg(self.ttl.as_secs());
+        if let Some(a) = change.attempts {
+            inv.arg("attempts").arg(a);
+        }
+        if let Some(t) = change.sent_at {
+            inv.arg("sentAt").arg(fmt_time(t));
+        }
+        if let Some(u) = &change.upstream_message_id {
+            inv.arg("upstreamMessageId").arg(u);
+        }
+        if let Some(e) = &change.last_error {
+            inv.arg("lastError").arg(e);
+        }
+        // A record that expired or was never written (the producer crashed
+        // between send and write) is recreated from the queue message.
+        if let Some((p, created)) = fallback {
+            inv.arg("priority").arg(p.as_str()).arg("createdAt").arg(fmt_time(created));
+        }
+        let after: String = inv.invoke_async(&mut conn).await?;
+        Ok(Status::parse(&after))
+    }
+
+    /// Reserves `key` for a request whose body has `fingerprint`, or says
+    /// what the key already stands for. Atomic (SET NX): of concurrent
+    /// requests with one key exactly one gets `Reserved`.
+    pub async fn reserve_idempotency(
+        &self,
+        account: &AccountId,
+        key: &str,
+        fingerprint: &str,
+        id: &MessageId,
+    ) -> Result<IdempotencyState, StoreError> {
+        let mut conn = self.conn.clone();
+        let k = keys::idempotency(account, key);
+        let value = format!("pending|{fingerprint}|{id}");
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&k)
+            .arg(&value)
+            .arg("NX")
+            .arg("EX")
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            return Ok(IdempotencyState::Reserved);
+        }
+        let existing: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
+        let Some(existing) = existing else {
+            // Released between our SET and GET: the earlier request failed.
+            return Ok(IdempotencyState::InProgress);
+        };
+        let mut parts = existing.splitn(3, '|');
+        let (state, fp, mid) = (parts.next(), parts.next(), parts.next());
+        if fp != Some(fingerprint) {
+            return Ok(IdempotencyState::Conflict);
+        }
+        match (state, mid.map(MessageId::parse)) {
+            (Some("done"), Some(Ok(mid))) => Ok(IdempotencyState::Done(mid)),
+            (Some("pending"), _) => Ok(IdempotencyState::InProgress),
+            _ => Err(StoreError::Corrupt("idempotency record".into())),
+        }
+    }
+
+    /// Marks a reserved key as answered with `id` (keeps its TTL).
+    pub async fn complete_idempotency(
+        &self,
+        account: &AccountId,
+        key: &str,
+        fingerprint: &str,
+        id: &MessageId,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(keys::idempotency(account, key))
+            .arg(format!("done|{fingerprint}|{id}"))
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Frees a reserved key whose request failed, so a retry can use it.
+    pub async fn release_idempotency(&self, account: &AccountId, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("DEL")
+            .arg(keys::idempotency(account, key))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims a message for one send attempt, for at most `lease`.
+    pub async fn claim(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut conn = self.conn.clone();
+        let k = keys::claim(account, id);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&k)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(lease.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            return Ok(ClaimOutcome::Claimed);
+        }
+        let left: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await?;
+        Ok(ClaimOutcome::Held(Duration::from_millis(left.max(1) as u64)))
+    }
+
+    /// Releases a claim this owner holds (no-op if it expired or moved on).
+    pub async fn release(&self, account: &AccountId, id: &MessageId, owner: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release
+            .key(keys::claim(account, id))
+            .arg(owner)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// `PING`, for `/health`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Connects to Redis once at cold start. The manager reconnects by itself.
+pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client, config).await
+}

@@ -1,0 +1,133 @@
+//! Structured JSON logs and CloudWatch Embedded Metric Format (EMF) metrics.
+//!
+//! Logs go through `tracing` as one JSON object per line (Lambda ships stdout
+//! to CloudWatch Logs). Metrics are EMF lines on stdout too: CloudWatch turns
+//! them into metrics with no `PutMetricData` call on the hot path. EMF is a
+//! small JSON document, so it is written here directly rather than through a
+//! metrics facade crate: one `serde_json::json!` per metric is simpler than
+//! wiring a global recorder, and keeps the binaries small.
+
+use crate::message::Priority;
+use std::io::Write;
+use std::time::Duration;
+
+/// Initialises JSON logging once. `RUST_LOG` filters (default `info`).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Ignore the error of a second init (tests call this more than once).
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .try_init();
+}
+
+/// A CloudWatch metric this service emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    MessagesQueued,
+    MessagesSent,
+    MessagesDeferred,
+    MessagesFailed,
+    MessagesDead,
+    DeliveryLatency,
+    UpstreamLatency,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::MessagesQueued => "MessagesQueued",
+            Metric::MessagesSent => "MessagesSent",
+            Metric::MessagesDeferred => "MessagesDeferred",
+            Metric::MessagesFailed => "MessagesFailed",
+            Metric::MessagesDead => "MessagesDead",
+            Metric::DeliveryLatency => "DeliveryLatency",
+            Metric::UpstreamLatency => "UpstreamLatency",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Metric::DeliveryLatency | Metric::UpstreamLatency => "Milliseconds",
+            _ => "Count",
+        }
+    }
+}
+
+/// Writes EMF lines. Built once at cold start.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    service: &'static str,
+    enabled: bool,
+}
+
+impl Metrics {
+    pub fn new(namespace: impl Into<String>, service: &'static str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            service,
+            // EMF lines are noise outside Lambda and in tests.
+            enabled: std::env::var("METRICS_DISABLED").map(|v| v != "true").unwrap_or(true),
+        }
+    }
+
+    /// The EMF document for one value. Two dimension sets: by `Priority`,
+    /// and none (the aggregate the alarms watch).
+    pub fn document(&self, metric: Metric, value: f64, priority: Priority, now_ms: u64) -> serde_json::Value {
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["Priority"], []],
+                    "Metrics": [{ "Name": metric.name(), "Unit": metric.unit() }],
+                }],
+            },
+            "Priority": priority.as_str(),
+            "Service": self.service,
+            metric.name(): value,
+        })
+    }
+
+    pub fn count(&self, metric: Metric, priority: Priority) {
+        self.emit(metric, 1.0, priority);
+    }
+
+    pub fn latency(&self, metric: Metric, d: Duration, priority: Priority) {
+        self.emit(metric, d.as_secs_f64() * 1000.0, priority);
+    }
+
+    fn emit(&self, metric: Metric, value: f64, priority: Priority) {
+        if !self.enabled {
+            return;
+        }
+        let line = self.document(metric, value, priority, crate::now_ms()).to_string();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_has_the_cloudwatch_shape() {
+        let m = Metrics::new("NS", "consumer");
+        let d = m.document(Metric::DeliveryLatency, 12.5, Priority::High, 1000);
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "NS");
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "DeliveryLatency");
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Milliseconds");
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Priority");
+        assert_eq!(d["Priority"], "high");
+        assert_eq!(d["DeliveryLatency"], 12.5);
+        assert_eq!(d["_aws"]["Timestamp"], 1000);
+    }
+}
