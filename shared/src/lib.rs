@@ -21,6 +21,7 @@
 //! - [`store`]: status records, idempotency keys and send claims in Redis.
 //! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics.
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
+//! - [`secrets`]: Secrets Manager reads (API token, Redis AUTH) at cold start.
 //! - [`telemetry`]: JSON logs through `tracing` and CloudWatch EMF metrics.
 //! - [`keys`]: the Redis key layout (every key of an account shares one hash tag).
 
@@ -34,6 +35,7 @@ pub mod message;
 pub mod problem;
 pub mod queue;
 pub mod rollout;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 

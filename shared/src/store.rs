@@ -383,12 +383,24 @@ impl RedisStore {
     }
 }
 
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+}
+
 /// Connects to Redis once at cold start. The manager reconnects by itself.
 pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
     let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(2);
-    ConnectionManager::new_with_config(client, config).await
+    ConnectionManager::new_with_config(client, manager_config()).await
+}
+
+/// Like [`connect`], but connects on first use: a function whose Redis is
+/// down at cold start still starts, and answers 503 (and `/health` names
+/// Redis) until Redis is back, instead of failing its init. Only a malformed
+/// URL is an error here.
+pub fn connect_lazy(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    ConnectionManager::new_lazy_with_config(client, manager_config())
 }

@@ -96,6 +96,14 @@ impl Metrics {
         })
     }
 
+    /// A recorder that writes nothing (unit tests).
+    pub fn silent(namespace: impl Into<String>, service: &'static str) -> Self {
+        Self {
+            enabled: false,
+            ..Self::new(namespace, service)
+        }
+    }
+
     pub fn count(&self, metric: Metric, priority: Priority) {
         self.emit(metric, 1.0, priority);
     }

@@ -1,0 +1,195 @@
+//! Helpers for the integration tests that run against the local stack that
+//! `make test` starts: Redis, the SQS-compatible server, the OnlyFans stub,
+//! and both functions under `cargo lambda watch` with the SQS poller.
+//!
+//! Every address comes from the same environment variables the stack uses,
+//! so the tests talk to exactly what `make test` started. Tests run in
+//! parallel against one stack: each uses its own account ids
+//! ([`unique_account`]), so their messages, buckets and stub records never mix.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// Addresses and settings of the running stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub producer_url: String,
+    pub consumer_invoke_url: String,
+    pub stub_url: String,
+    pub redis_url: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub jwt_secret: String,
+    pub rate_per_minute: f64,
+    pub burst: f64,
+    pub max_attempts: u32,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    /// Reads the stack's addresses; fails clearly if `make test` did not start one.
+    pub fn from_env() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap_or_default();
+        Self {
+            producer_url: env_or("PRODUCER_URL", "http://127.0.0.1:9000/lambda-url/producer"),
+            consumer_invoke_url: env_or(
+                "CONSUMER_INVOKE_URL",
+                "http://127.0.0.1:9000/2015-03-31/functions/consumer/invocations",
+            ),
+            stub_url: env_or("ONLYFANS_API_URL", "http://127.0.0.1:8787"),
+            redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            queue_url: env_or("QUEUE_URL", "http://127.0.0.1:4566/123456789012/outbound-messages"),
+            dlq_url: env_or("DLQ_URL", "http://127.0.0.1:4566/123456789012/outbound-messages-dlq"),
+            jwt_secret: env_or("AUTH_JWT_SECRET", shared::config::LOCAL_JWT_SECRET),
+            rate_per_minute: env_or("RATE_LIMIT_PER_MINUTE", "10").parse().unwrap_or(10.0),
+            burst: env_or("RATE_LIMIT_BURST", "10").parse().unwrap_or(10.0),
+            max_attempts: env_or("MAX_ATTEMPTS", "5").parse().unwrap_or(5),
+            http,
+        }
+    }
+
+    /// A valid bearer token for `account`.
+    pub fn token(&self, account: &str) -> String {
+        let now = shared::now_ms() / 1000;
+        shared::auth::sign(&self.jwt_secret, account, now, 3600).unwrap_or_default()
+    }
+
+    /// `POST /v1/messages` as `account`; returns (status, body).
+    pub async fn post_message(&self, account: &str, body: &Value) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/messages", self.producer_url))
+            .bearer_auth(self.token(account))
+            .json(body)
+            .send()
+            .await
+            .context("POST /v1/messages")?;
+        let status = resp.status().as_u16();
+        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// `GET /v1/messages/{id}` as `account`.
+    pub async fn message_status(&self, account: &str, id: &str) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/messages/{id}", self.producer_url))
+            .bearer_auth(self.token(account))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json::<Value>().await.unwrap_or(Value::Null)))
+    }
+
+    /// The stub's records for one account.
+    pub async fn stub_requests(&self, account: &str) -> Result<Vec<Value>> {
+        let v: Value = self
+            .http
+            .get(format!("{}/__requests", self.stub_url))
+            .query(&[("account", account)])
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["requests"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Adds a fault rule to the stub (always scoped to an account by the caller).
+    pub async fn stub_fault(&self, rule: Value) -> Result<()> {
+        let resp = self.http.post(format!("{}/__faults", self.stub_url)).json(&rule).send().await?;
+        if !resp.status().is_success() {
+            bail!("stub refused fault {rule}: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Invokes the consumer directly through `cargo lambda watch`.
+    pub async fn invoke_consumer(&self, event: &Value) -> Result<Value> {
+        let resp = self.http.post(&self.consumer_invoke_url).json(event).send().await?;
+        let status = resp.status();
+        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("consumer invoke answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// An SQS client for the stack's SQS-compatible server.
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        aws_sdk_sqs::Client::new(&config)
+    }
+
+    /// A Redis connection.
+    pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        Ok(client.get_multiplexed_async_connection().await?)
+    }
+}
+
+/// An account id no other test (or earlier run) uses.
+pub fn unique_account(tag: &str) -> String {
+    format!("t_{tag}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Checks a list of send times (µs) against the contract's arrival curve:
+/// at most `burst + rate * t / 60` in any interval of `t` seconds, allowing
+/// `tolerance` for the time between the limiter's decision and arrival.
+pub fn curve_violations(times_us: &[u64], per_minute: f64, burst: f64, tolerance: Duration) -> usize {
+    let mut sorted = times_us.to_vec();
+    sorted.sort_unstable();
+    let tol = tolerance.as_secs_f64();
+    let mut violations = 0;
+    for j in 0..sorted.len() {
+        for i in 0..j {
+            let t = (sorted[j] - sorted[i]) as f64 / 1e6;
+            if (j - i + 1) as f64 > burst + per_minute * (t + tol) / 60.0 + 1e-9 {
+                violations += 1;
+                break;
+            }
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_check_counts_over_limit_sends() {
+        // 2 per minute, burst 2: three at once is one too many.
+        assert_eq!(curve_violations(&[0, 0, 0], 2.0, 2.0, Duration::ZERO), 1);
+        assert_eq!(curve_violations(&[0, 0, 30_000_000], 2.0, 2.0, Duration::ZERO), 0);
+        assert_eq!(curve_violations(&[0, 0, 29_000_000], 2.0, 2.0, Duration::ZERO), 1);
+    }
+}

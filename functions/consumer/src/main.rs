@@ -1,1 +1,73 @@
-fn main() {}
+//! Cold start: logs, config, clients (each built once), then the runtime loop.
+
+use consumer::ports::OnlyFans;
+use consumer::process::{Deps, Settings};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::config::{Config, TokenSource};
+use shared::delivery::OnlyFansClient;
+use shared::limiter::RedisLimiter;
+use shared::queue::SqsQueue;
+use shared::secrets::SecretReader;
+use shared::store::RedisStore;
+use shared::telemetry::{self, Metrics};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let redis_url = match &config.redis_auth_secret_arn {
+        Some(arn) => {
+            let password = SecretReader::new(arn.as_str()).await.read().await?;
+            shared::secrets::redis_url_with_password(config.redis_url.expose(), password.expose())?
+        }
+        None => config.redis_url.expose().to_owned(),
+    };
+    let conn = shared::store::connect(&redis_url).await?;
+    let (token, secrets) = match &config.onlyfans_token {
+        TokenSource::Plain(t) => (t.clone(), None),
+        TokenSource::SecretsManager(arn) => {
+            let reader = SecretReader::new(arn.as_str()).await;
+            (reader.read().await?, Some(reader))
+        }
+    };
+    let client = OnlyFansClient::new(
+        config.onlyfans_api_url.clone(),
+        token,
+        config.upstream_connect_timeout,
+        config.upstream_timeout,
+    )?;
+    let queue = SqsQueue::new(
+        shared::queue::sqs_client().await,
+        config.require_queue_url()?,
+        Some(config.require_dlq_url()?.to_owned()),
+    );
+    let deps = Deps {
+        store: RedisStore::new(conn.clone(), config.status_ttl),
+        queue,
+        upstream: OnlyFans { client, secrets },
+        limiter: RedisLimiter::new(conn, config.limiter),
+        metrics: Metrics::new(config.metrics_namespace.clone(), "consumer"),
+        settings: Settings {
+            enabled: config.enabled,
+            max_attempts: config.max_attempts.get(),
+            max_receive_count: config.max_receive_count,
+            claim_lease: config.upstream_timeout + Duration::from_secs(5),
+            record_budget: config.upstream_timeout + Duration::from_secs(1),
+            in_process_wait: Duration::from_millis(1500),
+        },
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        let deadline = remaining(event.context.deadline);
+        let id = event.context.request_id.clone();
+        Ok::<_, Error>(consumer::handler::handle(deps, event.payload, &id, deadline).await)
+    }))
+    .await
+}
+
+/// The invocation's deadline (epoch ms) as an `Instant`.
+fn remaining(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

@@ -1,1 +1,166 @@
-fn main() {}
+//! Developer commands for the local stack (and, where it makes sense, AWS):
+//! sign a local bearer token, create the queues, move DLQ messages back.
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+
+#[derive(Parser)]
+#[command(name = "devctl", about = "Local stack commands for the outbound-messages service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints a signed HS256 bearer token whose `sub` is ACCOUNT.
+    Token {
+        #[arg(default_value = "acct_1")]
+        account: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 24 * 3600)]
+        ttl: u64,
+        #[arg(long, env = "AUTH_JWT_SECRET", default_value = shared::config::LOCAL_JWT_SECRET, hide_env_values = true)]
+        secret: String,
+    },
+    /// Creates the main queue and its DLQ (redrive policy); prints their URLs
+    /// as QUEUE_URL=... and DLQ_URL=... lines. Idempotent.
+    CreateQueues {
+        #[arg(long, default_value = "outbound-messages")]
+        name: String,
+        #[arg(long, env = "VISIBILITY_TIMEOUT", default_value_t = 60)]
+        visibility_timeout: u32,
+        #[arg(long, env = "MAX_RECEIVE_COUNT", default_value_t = 100)]
+        max_receive_count: u32,
+    },
+    /// Moves messages from the DLQ back to the main queue.
+    Redrive {
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+        /// List what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Move at most this many.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Token { account, ttl, secret } => {
+            shared::auth::account_from_sub(&account).context("ACCOUNT")?;
+            let now = shared::now_ms() / 1000;
+            let token = shared::auth::sign(&secret, &account, now, ttl)?;
+            println!("{token}");
+        }
+        Command::CreateQueues {
+            name,
+            visibility_timeout,
+            max_receive_count,
+        } => {
+            let sqs = client().await;
+            let dlq = sqs
+                .create_queue()
+                .queue_name(format!("{name}-dlq"))
+                .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+                .send()
+                .await
+                .context("creating the DLQ")?;
+            let dlq_url = dlq.queue_url.context("no DLQ URL")?;
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(&dlq_url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await?
+                .attributes
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .context("no DLQ ARN")?;
+            let redrive = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+            let main = sqs
+                .create_queue()
+                .queue_name(&name)
+                .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+                .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+                .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+                .send()
+                .await
+                .context("creating the main queue")?;
+            println!("QUEUE_URL={}", main.queue_url.context("no queue URL")?);
+            println!("DLQ_URL={dlq_url}");
+        }
+        Command::Redrive {
+            queue_url,
+            dlq_url,
+            dry_run,
+            max,
+        } => redrive(&queue_url, &dlq_url, dry_run, max).await?,
+    }
+    Ok(())
+}
+
+async fn client() -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+async fn redrive(queue_url: &str, dlq_url: &str, dry_run: bool, max: usize) -> Result<()> {
+    let sqs = client().await;
+    let mut moved = 0;
+    let mut seen = HashMap::new();
+    while moved < max {
+        let out = sqs
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            // In a dry run, hide them only briefly so they stay in the DLQ.
+            .visibility_timeout(if dry_run { 5 } else { 30 })
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .context("receiving from the DLQ")?;
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in msgs {
+            let id = m.message_id.clone().unwrap_or_default();
+            if seen.insert(id.clone(), ()).is_some() {
+                continue;
+            }
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(shared::queue::attr::DEAD_REASON))
+                .and_then(|v| v.string_value.clone())
+                .unwrap_or_else(|| "(redrive policy)".into());
+            println!("{} {id} reason: {reason}", if dry_run { "would move" } else { "moving" });
+            if !dry_run {
+                let mut attrs = m.message_attributes.clone().unwrap_or_default();
+                attrs.remove(shared::queue::attr::DEAD_REASON);
+                sqs.send_message()
+                    .queue_url(queue_url)
+                    .message_body(m.body.clone().unwrap_or_default())
+                    .set_message_attributes(Some(attrs))
+                    .send()
+                    .await
+                    .context("sending to the main queue")?;
+                let Some(rh) = m.receipt_handle else {
+                    bail!("DLQ message {id} has no receipt handle");
+                };
+                sqs.delete_message().queue_url(dlq_url).receipt_handle(rh).send().await?;
+            }
+            moved += 1;
+        }
+    }
+    println!("{moved} message(s) {}", if dry_run { "would be moved" } else { "moved" });
+    Ok(())
+}

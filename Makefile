@@ -1,0 +1,34 @@
+# The two commands first: `make dev` and `make test` (see README.md).
+SHELL := /bin/bash
+ACCOUNT ?= acct_1
+
+.PHONY: dev test up down token bench lint fmt replay redrive
+
+dev: ## Run the whole stack in the foreground; Ctrl-C stops it
+	@scripts/stack.sh dev
+
+test: ## Every test, with the services they need
+	@scripts/test.sh
+
+up: ## The dev stack in the background
+	@scripts/stack.sh up && scripts/stack.sh banner
+
+down: ## Stop what `make up` started
+	@scripts/stack.sh down
+
+token: ## A signed local bearer token: make token ACCOUNT=acct_1
+	@cargo run --quiet -p devctl -- token $(ACCOUNT)
+
+redrive: ## Move DLQ messages back to the main queue (DRY_RUN=1 lists them)
+	@source scripts/env.sh && source $$STACK_DIR/stack.env && \
+	  cargo run --quiet -p devctl -- redrive $(if $(DRY_RUN),--dry-run,)
+
+bench: ## Benchmarks: target/bench/report.{json,md}
+	@scripts/bench.sh
+
+lint: ## fmt check and clippy
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,79 @@
+//! SQS event in, `SqsBatchResponse` out.
+//!
+//! Records of different accounts are handled concurrently; records of one
+//! account in order, since they draw on one bucket anyway. Each record ends
+//! as `Done` (the trigger deletes it) or `Retry` (named in
+//! `batchItemFailures`, so the trigger leaves it for its visibility to end).
+
+use crate::ports::{Queue, Store, Upstream};
+use crate::process::{Deps, Disposition, Envelope};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use shared::limiter::Limiter;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Groups records by account (read without trusting the body: a record
+/// whose account cannot be read goes into its own group).
+fn group_key(record: &SqsMessage, index: usize) -> String {
+    record
+        .message_attributes
+        .get(shared::queue::attr::ACCOUNT_ID)
+        .and_then(|a| a.string_value.clone())
+        .or_else(|| {
+            record
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                .and_then(|v| v.get("accountId").and_then(|a| a.as_str()).map(str::to_owned))
+        })
+        .unwrap_or_else(|| format!("#unreadable-{index}"))
+}
+
+/// Handles one batch. `invocation_id` makes claim owners unique.
+pub async fn handle<S: Store, Q: Queue, U: Upstream, L: Limiter>(
+    deps: &Deps<S, Q, U, L>,
+    event: SqsEvent,
+    invocation_id: &str,
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let mut groups: BTreeMap<String, Vec<&SqsMessage>> = BTreeMap::new();
+    for (i, r) in event.records.iter().enumerate() {
+        groups.entry(group_key(r, i)).or_default().push(r);
+    }
+    let results = join_all(groups.into_values().map(|records| async move {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            // Too little time left for one more upstream call: leave the
+            // record untouched for the trigger to hand out again.
+            if deadline.saturating_duration_since(Instant::now()) < deps.settings.record_budget {
+                out.push((r.message_id.clone(), Disposition::Retry));
+                continue;
+            }
+            let env = Envelope::from_record(r, deadline);
+            let owner = format!("{invocation_id}:{}", env.sqs_id);
+            let d = deps.process(env, &owner).await;
+            out.push((r.message_id.clone(), d));
+        }
+        out
+    }))
+    .await;
+
+    let mut response = SqsBatchResponse::default();
+    for (id, d) in results.into_iter().flatten() {
+        if d == Disposition::Retry {
+            match id.filter(|i| !i.is_empty()) {
+                Some(id) => {
+                    let mut f = BatchItemFailure::default();
+                    f.item_identifier = id;
+                    response.batch_item_failures.push(f);
+                }
+                // A failure must name a real id, or Lambda fails the whole
+                // batch. A record without an id cannot be retried by name:
+                // it was logged; its neighbours go on.
+                None => tracing::error!("a record without a messageId could not be processed"),
+            }
+        }
+    }
+    response
+}

@@ -1,0 +1,66 @@
+# Shared defaults for the local stack (sourced by the other scripts).
+# Every value can be overridden from the environment, as the contract says.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+export STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
+export VENV="${VENV:-$ROOT/.venv}"
+
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export SQS_PORT="${SQS_PORT:-4566}"
+export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:$SQS_PORT}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export QUEUE_NAME="${QUEUE_NAME:-outbound-messages}"
+export RATE_LIMIT_PER_MINUTE="${RATE_LIMIT_PER_MINUTE:-10}"
+export RATE_LIMIT_BURST="${RATE_LIMIT_BURST:-10}"
+export RATE_LIMITER_ENABLED="${RATE_LIMITER_ENABLED:-true}"
+export RATE_LIMITER_ROLLOUT_PERCENT="${RATE_LIMITER_ROLLOUT_PERCENT:-100}"
+export STUB_PORT="${STUB_PORT:-8787}"
+export ONLYFANS_API_URL="${ONLYFANS_API_URL:-http://127.0.0.1:$STUB_PORT}"
+export ONLYFANS_API_TOKEN="${ONLYFANS_API_TOKEN:-local-dev-onlyfans-token}"
+export MAX_ATTEMPTS="${MAX_ATTEMPTS:-5}"
+export MAX_RECEIVE_COUNT="${MAX_RECEIVE_COUNT:-100}"
+export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-local-dev-jwt-secret-change-me}"
+export LAMBDA_PORT="${LAMBDA_PORT:-9000}"
+export PRODUCER_URL="${PRODUCER_URL:-http://127.0.0.1:$LAMBDA_PORT/lambda-url/producer}"
+export CONSUMER_INVOKE_URL="${CONSUMER_INVOKE_URL:-http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/consumer/invocations}"
+# The local consumer's timeout is cargo lambda watch's; the queue hides a
+# received message 6x that long, as AWS advises for an event source mapping.
+export CONSUMER_TIMEOUT_SECS="${CONSUMER_TIMEOUT_SECS:-30}"
+export UPSTREAM_TIMEOUT_MS="${UPSTREAM_TIMEOUT_MS:-5000}"
+# The poller gives up on an invocation a little after cargo lambda watch would.
+export INVOKE_TIMEOUT_MS="${INVOKE_TIMEOUT_MS:-$(( (CONSUMER_TIMEOUT_SECS + 5) * 1000 ))}"
+export VISIBILITY_TIMEOUT="${VISIBILITY_TIMEOUT:-$((CONSUMER_TIMEOUT_SECS * 6))}"
+export BATCH_SIZE="${BATCH_SIZE:-10}"
+export BATCH_WINDOW_MS="${BATCH_WINDOW_MS:-0}"
+export MAX_CONCURRENCY="${MAX_CONCURRENCY:-2}"
+export METRICS_DISABLED="${METRICS_DISABLED:-true}"
+export RUST_LOG="${RUST_LOG:-info}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }
+
+# True when something answers TCP on host:port.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Host and port of REDIS_URL.
+redis_host() { local h="${REDIS_URL#*://}"; h="${h##*@}"; h="${h%%/*}"; echo "${h%%:*}"; }
+redis_port() { local h="${REDIS_URL#*://}"; h="${h##*@}"; h="${h%%/*}"; [[ "$h" == *:* ]] && echo "${h##*:}" || echo 6379; }
+
+# True when a Redis answers PING at REDIS_URL.
+redis_answers() {
+  local reply
+  reply=$( (exec 3<>"/dev/tcp/$(redis_host)/$(redis_port)" && printf 'PING\r\n' >&3 && timeout 2 head -c 5 <&3) 2>/dev/null) || return 1
+  [[ "$reply" == "+PONG" ]]
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local start=$SECONDS
+  until "$@"; do
+    if (( SECONDS - start > limit )); then log "timed out after ${limit}s waiting for $what"; return 1; fi
+    sleep 0.5
+  done
+}

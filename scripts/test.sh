@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make test`: every test. Starts the stack the integration tests need (the
+# same setup as `make dev`, on its own settings below), runs the Rust tests,
+# the template checks, and stops the stack again whatever happened.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+# Test settings (each overridable): a faster rate so limiter behaviour shows
+# in seconds, eight concurrent consumer instances as in the acceptance tests,
+# and the stub told the same limit the consumer keeps.
+export RATE_LIMIT_PER_MINUTE="${TEST_RATE_LIMIT_PER_MINUTE:-600}"
+export RATE_LIMIT_BURST="${TEST_RATE_LIMIT_BURST:-10}"
+export MAX_CONCURRENCY="${TEST_MAX_CONCURRENCY:-8}"
+export MAX_ATTEMPTS="${TEST_MAX_ATTEMPTS:-3}"
+export WATCH_FLAGS="--ignore-changes"
+export STACK_DIR="$ROOT/.stack/test"
+
+"$ROOT/scripts/setup.sh"
+
+cleanup() { "$ROOT/scripts/stack.sh" down || true; }
+trap cleanup EXIT
+"$ROOT/scripts/stack.sh" up
+source "$STACK_DIR/stack.env"
+
+echo "== cargo test (unit and integration, against the running stack)"
+cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
+
+echo "== template checks"
+"$ROOT/scripts/check-template.sh"
+"$VENV/bin/python" -m pytest -q "$ROOT/tests/template"
