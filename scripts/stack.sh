@@ -90,13 +90,15 @@ ONLYFANS_API_TOKEN=$ONLYFANS_API_TOKEN
 MAX_ATTEMPTS=$MAX_ATTEMPTS
 MAX_RECEIVE_COUNT=$MAX_RECEIVE_COUNT
 UPSTREAM_TIMEOUT_MS=$UPSTREAM_TIMEOUT_MS
+FUNCTION_TIMEOUT_SECS=$CONSUMER_TIMEOUT_SECS
+LOCAL_MAX_CONCURRENCY=$MAX_CONCURRENCY
 AUTH_JWT_SECRET=$AUTH_JWT_SECRET
 METRICS_DISABLED=$METRICS_DISABLED
 RUST_LOG=$RUST_LOG
 ENV
   # shellcheck disable=SC2086
   start lambda cargo-lambda lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" \
-    --env-file "$STACK_DIR/functions.env" --concurrency "$MAX_CONCURRENCY" \
+    --env-file "$STACK_DIR/functions.env" \
     --timeout "$CONSUMER_TIMEOUT_SECS" ${WATCH_FLAGS:-}
   wait_for 60 "cargo lambda watch" port_open 127.0.0.1 "$LAMBDA_PORT"
   log "warming both functions (each compiles on its first request)"

@@ -28,3 +28,7 @@ cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 echo "== template checks"
 "$ROOT/scripts/check-template.sh"
 "$VENV/bin/python" -m pytest -q "$ROOT/tests/template"
+
+echo "== lint (fmt, clippy)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings

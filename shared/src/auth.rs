@@ -75,14 +75,17 @@ impl Verifier {
 
     pub fn verify(&self, token: &str) -> Result<AccountId, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-            ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
-            ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim {c}")),
-            _ => AuthError::Invalid("not a well-formed JWT".into()),
-        })?;
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::Invalid(format!("missing claim {c}"))
+                }
+                _ => AuthError::Invalid("not a well-formed JWT".into()),
+            })?;
         account_from_sub(&data.claims.sub)
     }
 }
@@ -100,8 +103,12 @@ pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<Str
         nbf: Some(now_secs),
         iat: Some(now_secs),
     };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| AuthError::Invalid(e.to_string()))
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| AuthError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -120,16 +127,25 @@ mod tests {
         let v = Verifier::new(S);
         assert_eq!(v.verify(&t).unwrap().as_str(), "acct_1");
         let h = format!("Bearer {t}");
-        assert_eq!(v.verify_header(Some(h.as_bytes())).unwrap().as_str(), "acct_1");
+        assert_eq!(
+            v.verify_header(Some(h.as_bytes())).unwrap().as_str(),
+            "acct_1"
+        );
     }
 
     #[test]
     fn every_bad_token_is_refused_with_its_reason() {
         let v = Verifier::new(S);
         assert_eq!(v.verify_header(None), Err(AuthError::Missing));
-        assert_eq!(v.verify_header(Some(b"Basic abc")), Err(AuthError::NotBearer));
+        assert_eq!(
+            v.verify_header(Some(b"Basic abc")),
+            Err(AuthError::NotBearer)
+        );
         assert_eq!(v.verify_header(Some(b"Bearer ")), Err(AuthError::NotBearer));
-        assert!(matches!(v.verify("abc.def.ghi"), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            v.verify("abc.def.ghi"),
+            Err(AuthError::Invalid(_))
+        ));
         let other = sign("other-secret", "acct_1", now(), 3600).unwrap();
         assert!(matches!(v.verify(&other), Err(AuthError::Invalid(_))));
         let expired = sign(S, "acct_1", now() - 7200, 3600).unwrap();

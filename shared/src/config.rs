@@ -171,7 +171,11 @@ impl Config {
     /// Reads settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let clock = match env.or("LIMITER_CLOCK", "redis").to_ascii_lowercase().as_str() {
+        let clock = match env
+            .or("LIMITER_CLOCK", "redis")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "redis" => LimiterClock::Redis,
             "client" => LimiterClock::Client,
             other => {
@@ -198,7 +202,9 @@ impl Config {
             })?;
         let onlyfans_token = match env.get("ONLYFANS_API_TOKEN_SECRET_ARN") {
             Some(arn) => TokenSource::SecretsManager(arn),
-            None => TokenSource::Plain(Secret::new(env.or("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN))),
+            None => TokenSource::Plain(Secret::new(
+                env.or("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN),
+            )),
         };
         let redis_url = env.or("REDIS_URL", "redis://127.0.0.1:6379");
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
@@ -257,7 +263,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(move |k| m.get(k).cloned())
     }
 
@@ -296,14 +305,22 @@ mod tests {
 
     #[test]
     fn secrets_do_not_debug_print() {
-        let c = cfg(&[("AUTH_JWT_SECRET", "hunter2"), ("ONLYFANS_API_TOKEN", "tok-xyz")]).unwrap();
+        let c = cfg(&[
+            ("AUTH_JWT_SECRET", "hunter2"),
+            ("ONLYFANS_API_TOKEN", "tok-xyz"),
+        ])
+        .unwrap();
         let s = format!("{c:?}");
         assert!(!s.contains("hunter2") && !s.contains("tok-xyz"));
     }
 
     #[test]
     fn secret_arn_wins_over_plain_token() {
-        let c = cfg(&[("ONLYFANS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:x"), ("ONLYFANS_API_TOKEN", "t")]).unwrap();
+        let c = cfg(&[
+            ("ONLYFANS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:x"),
+            ("ONLYFANS_API_TOKEN", "t"),
+        ])
+        .unwrap();
         assert!(matches!(c.onlyfans_token, TokenSource::SecretsManager(_)));
     }
 }

@@ -43,11 +43,13 @@ pub fn parse_retry_after(value: Option<&str>, now: std::time::SystemTime) -> Opt
 
 fn reason_from_body(status: u16, body: &str) -> String {
     // Prefer a JSON error message; fall back to the raw text, cut short.
-    let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
-        ["message", "error", "detail", "title"]
-            .iter()
-            .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
-    });
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            ["message", "error", "detail", "title"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
+        });
     let text = from_json.unwrap_or_else(|| body.trim().to_owned());
     let text: String = text.chars().take(REASON_MAX_CHARS).collect();
     if text.is_empty() {
@@ -61,13 +63,13 @@ fn reason_from_body(status: u16, body: &str) -> String {
 pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
     match status {
         200..=299 => {
-            let upstream_id = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
-                match v.get("id") {
+            let upstream_id = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| match v.get("id") {
                     Some(serde_json::Value::String(s)) => Some(s.clone()),
                     Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                     _ => None,
-                }
-            });
+                });
             Outcome::Sent { upstream_id }
         }
         429 => Outcome::RateLimited {
@@ -125,7 +127,12 @@ pub struct CallResult {
 }
 
 impl OnlyFansClient {
-    pub fn new(base: url::Url, token: Secret, connect_timeout: Duration, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base: url::Url,
+        token: Secret,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(timeout)
@@ -214,17 +221,39 @@ mod tests {
     fn success_keeps_the_upstream_id() {
         assert_eq!(
             classify(200, None, r#"{"id":"ofm_1"}"#),
-            Outcome::Sent { upstream_id: Some("ofm_1".into()) }
+            Outcome::Sent {
+                upstream_id: Some("ofm_1".into())
+            }
         );
-        assert_eq!(classify(201, None, r#"{"id":42}"#), Outcome::Sent { upstream_id: Some("42".into()) });
+        assert_eq!(
+            classify(201, None, r#"{"id":42}"#),
+            Outcome::Sent {
+                upstream_id: Some("42".into())
+            }
+        );
         assert_eq!(classify(204, None, ""), Outcome::Sent { upstream_id: None });
     }
 
     #[test]
     fn rate_limit_honours_retry_after() {
-        assert_eq!(classify(429, Some("7"), ""), Outcome::RateLimited { retry_after: Duration::from_secs(7) });
-        assert_eq!(classify(429, None, ""), Outcome::RateLimited { retry_after: DEFAULT_RETRY_AFTER });
-        assert_eq!(classify(429, Some("soon"), ""), Outcome::RateLimited { retry_after: DEFAULT_RETRY_AFTER });
+        assert_eq!(
+            classify(429, Some("7"), ""),
+            Outcome::RateLimited {
+                retry_after: Duration::from_secs(7)
+            }
+        );
+        assert_eq!(
+            classify(429, None, ""),
+            Outcome::RateLimited {
+                retry_after: DEFAULT_RETRY_AFTER
+            }
+        );
+        assert_eq!(
+            classify(429, Some("soon"), ""),
+            Outcome::RateLimited {
+                retry_after: DEFAULT_RETRY_AFTER
+            }
+        );
     }
 
     #[test]
@@ -234,28 +263,46 @@ mod tests {
             parse_retry_after(Some("Wed, 21 Oct 2015 07:28:30 GMT"), now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:27:00 GMT"), now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:27:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
     fn transient_and_permanent() {
         for s in [408, 500, 502, 503, 504] {
-            assert!(matches!(classify(s, None, ""), Outcome::Transient { .. }), "{s}");
+            assert!(
+                matches!(classify(s, None, ""), Outcome::Transient { .. }),
+                "{s}"
+            );
         }
         for s in [400, 403, 404, 409, 410, 422] {
-            assert!(matches!(classify(s, None, ""), Outcome::Permanent { .. }), "{s}");
+            assert!(
+                matches!(classify(s, None, ""), Outcome::Permanent { .. }),
+                "{s}"
+            );
         }
-        assert!(matches!(classify(401, None, ""), Outcome::Unauthorized { .. }));
+        assert!(matches!(
+            classify(401, None, ""),
+            Outcome::Unauthorized { .. }
+        ));
         assert!(matches!(classify(302, None, ""), Outcome::Transient { .. }));
     }
 
     #[test]
     fn permanent_reason_comes_from_the_body() {
-        let Outcome::Permanent { reason, .. } = classify(403, None, r#"{"error":"blocked","message":"fan blocked you"}"#) else {
+        let Outcome::Permanent { reason, .. } = classify(
+            403,
+            None,
+            r#"{"error":"blocked","message":"fan blocked you"}"#,
+        ) else {
             panic!()
         };
         assert_eq!(reason, "upstream answered 403: fan blocked you");
-        let Outcome::Permanent { reason, .. } = classify(404, None, &"x".repeat(2000)) else { panic!() };
+        let Outcome::Permanent { reason, .. } = classify(404, None, &"x".repeat(2000)) else {
+            panic!()
+        };
         assert!(reason.chars().count() < 600);
     }
 
@@ -264,7 +311,10 @@ mod tests {
         let mut rng = rand::rng();
         for attempt in 1..40 {
             let b = backoff(attempt, &mut rng);
-            assert!(b >= Duration::from_secs(1) && b <= Duration::from_secs(300), "{attempt}: {b:?}");
+            assert!(
+                b >= Duration::from_secs(1) && b <= Duration::from_secs(300),
+                "{attempt}: {b:?}"
+            );
         }
         let max1 = (0..200).map(|_| backoff(1, &mut rng)).max().unwrap();
         assert!(max1 <= Duration::from_secs(2));

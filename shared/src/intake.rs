@@ -4,7 +4,7 @@
 //! its domain type on its own, so a 400 lists all bad fields at once rather
 //! than the first one serde trips over.
 
-use crate::message::{Content, MediaUrls, NewMessage, Priority, RecipientId, MEDIA_URLS_MAX};
+use crate::message::{Content, MEDIA_URLS_MAX, MediaUrls, NewMessage, Priority, RecipientId};
 use crate::problem::FieldError;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -38,7 +38,11 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
     match obj.get(field) {
         None => {
             errors.push(FieldError::new(field, "is required"));
@@ -46,7 +50,10 @@ fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, errors: &mut Vec<F
         }
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errors.push(FieldError::new(field, format!("must be a string, got {}", json_type(other))));
+            errors.push(FieldError::new(
+                field,
+                format!("must be a string, got {}", json_type(other)),
+            ));
             None
         }
     }
@@ -54,7 +61,8 @@ fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, errors: &mut Vec<F
 
 /// Parses a request body into a [`NewMessage`].
 pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| IntakeError::Malformed(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| IntakeError::Malformed(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(IntakeError::NotAnObject);
     };
@@ -86,7 +94,10 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
         Some(other) => {
             errors.push(FieldError::new(
                 "priority",
-                format!("must be one of: low, medium, high; got {}", json_type(other)),
+                format!(
+                    "must be one of: low, medium, high; got {}",
+                    json_type(other)
+                ),
             ));
             None
         }
@@ -99,7 +110,10 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
             if items.len() > MEDIA_URLS_MAX {
                 errors.push(FieldError::new(
                     "mediaUrls",
-                    format!("must hold at most {MEDIA_URLS_MAX} URLs (got {})", items.len()),
+                    format!(
+                        "must hold at most {MEDIA_URLS_MAX} URLs (got {})",
+                        items.len()
+                    ),
                 ));
             }
             for (i, item) in items.iter().enumerate() {
@@ -116,7 +130,9 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
                 }
             }
             if errors.len() == before {
-                MediaUrls::new(ok).map_err(|e| errors.push(FieldError::new("mediaUrls", e.0))).ok()
+                MediaUrls::new(ok)
+                    .map_err(|e| errors.push(FieldError::new("mediaUrls", e.0)))
+                    .ok()
             } else {
                 None
             }
@@ -131,7 +147,9 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
     };
 
     match (recipient, content, priority, media) {
-        (Some(recipient_id), Some(content), Some(priority), Some(media_urls)) if errors.is_empty() => {
+        (Some(recipient_id), Some(content), Some(priority), Some(media_urls))
+            if errors.is_empty() =>
+        {
             Ok(NewMessage {
                 recipient_id,
                 content,
@@ -145,7 +163,8 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
 
 /// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.
 pub fn parse_idempotency_key(raw: &[u8]) -> Result<&str, FieldError> {
-    let s = std::str::from_utf8(raw).map_err(|_| FieldError::new("Idempotency-Key", "must be visible ASCII"))?;
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| FieldError::new("Idempotency-Key", "must be visible ASCII"))?;
     if s.is_empty() || s.len() > IDEMPOTENCY_KEY_MAX {
         return Err(FieldError::new(
             "Idempotency-Key",
@@ -153,7 +172,10 @@ pub fn parse_idempotency_key(raw: &[u8]) -> Result<&str, FieldError> {
         ));
     }
     if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(FieldError::new("Idempotency-Key", "must be visible ASCII without spaces"));
+        return Err(FieldError::new(
+            "Idempotency-Key",
+            "must be visible ASCII without spaces",
+        ));
     }
     Ok(s)
 }
@@ -162,7 +184,11 @@ pub fn parse_idempotency_key(raw: &[u8]) -> Result<&str, FieldError> {
 /// with other whitespace or key order is the "same body" for idempotency.
 pub fn fingerprint(msg: &NewMessage) -> String {
     let mut h = Sha256::new();
-    for part in [msg.recipient_id.as_str(), msg.content.as_str(), msg.priority.as_str()] {
+    for part in [
+        msg.recipient_id.as_str(),
+        msg.content.as_str(),
+        msg.priority.as_str(),
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -211,15 +237,29 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_listed_at_once() {
-        let n = names(json!({"recipientId": "", "content": "   ", "priority": "urgent",
-                             "mediaUrls": ["http://x.example/a", 3], "extra": 1}));
-        assert_eq!(n, vec!["extra", "recipientId", "content", "priority", "mediaUrls[0]", "mediaUrls[1]"]);
+        let n = names(
+            json!({"recipientId": "", "content": "   ", "priority": "urgent",
+                             "mediaUrls": ["http://x.example/a", 3], "extra": 1}),
+        );
+        assert_eq!(
+            n,
+            vec![
+                "extra",
+                "recipientId",
+                "content",
+                "priority",
+                "mediaUrls[0]",
+                "mediaUrls[1]"
+            ]
+        );
     }
 
     #[test]
     fn missing_null_and_wrong_types() {
         assert_eq!(names(json!({})), vec!["recipientId", "content"]);
-        let f = fields(json!({"recipientId": null, "content": 5, "priority": null, "mediaUrls": "https://x.example"}));
+        let f = fields(
+            json!({"recipientId": null, "content": 5, "priority": null, "mediaUrls": "https://x.example"}),
+        );
         assert_eq!(f.len(), 4);
         assert!(f[0].message.contains("null"));
         assert!(f[1].message.contains("number"));
@@ -227,7 +267,13 @@ mod tests {
 
     #[test]
     fn recipient_and_content_boundaries() {
-        let ok = |r: &str, c: &str| parse_new_message(json!({"recipientId": r, "content": c}).to_string().as_bytes());
+        let ok = |r: &str, c: &str| {
+            parse_new_message(
+                json!({"recipientId": r, "content": c})
+                    .to_string()
+                    .as_bytes(),
+            )
+        };
         assert!(ok(&"a".repeat(64), &"é".repeat(5000)).is_ok());
         assert!(ok(&"a".repeat(65), "x").is_err());
         assert!(ok("a", &"é".repeat(5001)).is_err());
@@ -238,16 +284,35 @@ mod tests {
     #[test]
     fn media_url_limits() {
         let many: Vec<String> = (0..11).map(|i| format!("https://x.example/{i}")).collect();
-        assert_eq!(names(json!({"recipientId": "a", "content": "x", "mediaUrls": many})), vec!["mediaUrls"]);
+        assert_eq!(
+            names(json!({"recipientId": "a", "content": "x", "mediaUrls": many})),
+            vec!["mediaUrls"]
+        );
         let ten: Vec<String> = (0..10).map(|i| format!("https://x.example/{i}")).collect();
-        assert!(parse_new_message(json!({"recipientId": "a", "content": "x", "mediaUrls": ten}).to_string().as_bytes()).is_ok());
-        assert_eq!(names(json!({"recipientId": "a", "content": "x", "mediaUrls": ["nope"]})), vec!["mediaUrls[0]"]);
+        assert!(
+            parse_new_message(
+                json!({"recipientId": "a", "content": "x", "mediaUrls": ten})
+                    .to_string()
+                    .as_bytes()
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            names(json!({"recipientId": "a", "content": "x", "mediaUrls": ["nope"]})),
+            vec!["mediaUrls[0]"]
+        );
     }
 
     #[test]
     fn not_json_or_not_an_object() {
-        assert!(matches!(parse_new_message(b"{"), Err(IntakeError::Malformed(_))));
-        assert!(matches!(parse_new_message(b""), Err(IntakeError::Malformed(_))));
+        assert!(matches!(
+            parse_new_message(b"{"),
+            Err(IntakeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_new_message(b""),
+            Err(IntakeError::Malformed(_))
+        ));
         assert_eq!(parse_new_message(b"[1]"), Err(IntakeError::NotAnObject));
         assert_eq!(parse_new_message(b"null"), Err(IntakeError::NotAnObject));
     }
@@ -265,7 +330,8 @@ mod tests {
     #[test]
     fn fingerprint_ignores_formatting_but_not_meaning() {
         let a = parse_new_message(br#"{"recipientId":"f","content":"x"}"#).unwrap();
-        let b = parse_new_message(br#"{ "content":"x",  "recipientId":"f", "priority":"medium" }"#).unwrap();
+        let b = parse_new_message(br#"{ "content":"x",  "recipientId":"f", "priority":"medium" }"#)
+            .unwrap();
         let c = parse_new_message(br#"{"recipientId":"f","content":"y"}"#).unwrap();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));

@@ -46,17 +46,13 @@ impl AccountId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let len = raw.chars().count();
         if len == 0 || len > ACCOUNT_ID_MAX {
-            return Err(invalid(format!(
-                "must be 1 to {ACCOUNT_ID_MAX} characters"
-            )));
+            return Err(invalid(format!("must be 1 to {ACCOUNT_ID_MAX} characters")));
         }
         if !raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '|'))
         {
-            return Err(invalid(
-                "may only contain letters, digits and _ - . : @ |",
-            ));
+            return Err(invalid("may only contain letters, digits and _ - . : @ |"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -312,7 +308,12 @@ pub enum PoisonReason {
 }
 
 impl QueueMessage {
-    pub fn new(message_id: MessageId, account_id: AccountId, msg: NewMessage, created_at: OffsetDateTime) -> Self {
+    pub fn new(
+        message_id: MessageId,
+        account_id: AccountId,
+        msg: NewMessage,
+        created_at: OffsetDateTime,
+    ) -> Self {
         Self {
             message_id,
             account_id,
@@ -345,7 +346,10 @@ impl QueueMessage {
     pub fn parse(body: &str) -> Result<Self, PoisonReason> {
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| PoisonReason::Malformed(e.to_string()))?;
-        match value.get("schemaVersion").and_then(serde_json::Value::as_u64) {
+        match value
+            .get("schemaVersion")
+            .and_then(serde_json::Value::as_u64)
+        {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(v) => return Err(PoisonReason::UnknownVersion(v)),
             None => {
@@ -356,7 +360,9 @@ impl QueueMessage {
         }
         let wire: WireV1 =
             serde_json::from_value(value).map_err(|e| PoisonReason::Malformed(e.to_string()))?;
-        let field = |field: &'static str| move |e: Invalid| PoisonReason::InvalidField { field, reason: e.0 };
+        let field = |field: &'static str| {
+            move |e: Invalid| PoisonReason::InvalidField { field, reason: e.0 }
+        };
         Ok(Self {
             message_id: MessageId(wire.message_id),
             account_id: AccountId::parse(&wire.account_id).map_err(field("accountId"))?,
@@ -395,20 +401,35 @@ mod tests {
 
     #[test]
     fn poison_bodies_are_named() {
-        assert!(matches!(QueueMessage::parse("not json"), Err(PoisonReason::Malformed(_))));
-        assert!(matches!(QueueMessage::parse("{}"), Err(PoisonReason::Malformed(_))));
+        assert!(matches!(
+            QueueMessage::parse("not json"),
+            Err(PoisonReason::Malformed(_))
+        ));
+        assert!(matches!(
+            QueueMessage::parse("{}"),
+            Err(PoisonReason::Malformed(_))
+        ));
         let mut v: serde_json::Value = serde_json::from_str(&sample().to_body()).unwrap();
         v["schemaVersion"] = 2.into();
-        assert_eq!(QueueMessage::parse(&v.to_string()), Err(PoisonReason::UnknownVersion(2)));
+        assert_eq!(
+            QueueMessage::parse(&v.to_string()),
+            Err(PoisonReason::UnknownVersion(2))
+        );
         v["schemaVersion"] = 1.into();
         v["recipientId"] = "bad id!".into();
         assert!(matches!(
             QueueMessage::parse(&v.to_string()),
-            Err(PoisonReason::InvalidField { field: "recipientId", .. })
+            Err(PoisonReason::InvalidField {
+                field: "recipientId",
+                ..
+            })
         ));
         v["recipientId"] = "ok".into();
         v["extra"] = true.into();
-        assert!(matches!(QueueMessage::parse(&v.to_string()), Err(PoisonReason::Malformed(_))));
+        assert!(matches!(
+            QueueMessage::parse(&v.to_string()),
+            Err(PoisonReason::Malformed(_))
+        ));
     }
 
     #[test]

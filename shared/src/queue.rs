@@ -137,7 +137,7 @@ impl SqsQueue {
 
     /// Hides a received message for `wait` (capped at 12 h): a deferral.
     pub async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
-        let secs = wait.min(MAX_VISIBILITY).as_secs().max(0) as i32;
+        let secs = wait.min(MAX_VISIBILITY).as_secs() as i32;
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
@@ -168,7 +168,11 @@ impl SqsQueue {
             attributes.insert(attr::DEAD_REASON.into(), v);
         }
         // An empty body cannot be sent to SQS; keep the record of it anyway.
-        let body = if body.is_empty() { "(empty body)" } else { body };
+        let body = if body.is_empty() {
+            "(empty body)"
+        } else {
+            body
+        };
         self.client
             .send_message()
             .queue_url(dlq)
@@ -192,7 +196,8 @@ impl SqsQueue {
             .send()
             .await
             .map_err(sqs_err("GetQueueAttributes"))?;
-        let get = |attrs: &Option<HashMap<QueueAttributeName, String>>, name: QueueAttributeName| {
+        let get = |attrs: &Option<HashMap<QueueAttributeName, String>>,
+                   name: QueueAttributeName| {
             attrs
                 .as_ref()
                 .and_then(|a| a.get(&name))
@@ -202,7 +207,10 @@ impl SqsQueue {
         let a = main.attributes;
         let mut stats = QueueStats {
             visible: get(&a, QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: get(&a, QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            in_flight: get(
+                &a,
+                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            ),
             delayed: get(&a, QueueAttributeName::ApproximateNumberOfMessagesDelayed),
             ..QueueStats::default()
         };
@@ -215,7 +223,10 @@ impl SqsQueue {
                 .send()
                 .await
                 .map_err(sqs_err("GetQueueAttributes(DLQ)"))?;
-            stats.dlq_depth = get(&d.attributes, QueueAttributeName::ApproximateNumberOfMessages);
+            stats.dlq_depth = get(
+                &d.attributes,
+                QueueAttributeName::ApproximateNumberOfMessages,
+            );
         }
         Ok(stats)
     }
@@ -234,7 +245,10 @@ impl SqsQueue {
 }
 
 /// The attributes the producer puts on every message.
-pub fn message_attributes(msg: &QueueMessage, traceparent: Option<&str>) -> HashMap<String, MessageAttributeValue> {
+pub fn message_attributes(
+    msg: &QueueMessage,
+    traceparent: Option<&str>,
+) -> HashMap<String, MessageAttributeValue> {
     let mut m = HashMap::new();
     let mut put = |k: &str, v: &str| {
         if let Some(a) = string_attr(v) {
@@ -250,9 +264,17 @@ pub fn message_attributes(msg: &QueueMessage, traceparent: Option<&str>) -> Hash
 }
 
 impl Enqueue for SqsQueue {
-    async fn enqueue(&self, msg: &QueueMessage, traceparent: Option<&str>) -> Result<(), QueueError> {
-        self.send_raw(msg.to_body(), message_attributes(msg, traceparent), Duration::ZERO)
-            .await
-            .map(|_| ())
+    async fn enqueue(
+        &self,
+        msg: &QueueMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), QueueError> {
+        self.send_raw(
+            msg.to_body(),
+            message_attributes(msg, traceparent),
+            Duration::ZERO,
+        )
+        .await
+        .map(|_| ())
     }
 }

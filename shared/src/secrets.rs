@@ -21,7 +21,9 @@ pub struct SecretReader {
 
 impl SecretReader {
     pub async fn new(arn: impl Into<String>) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         Self {
             client: aws_sdk_secretsmanager::Client::new(&config),
             arn: arn.into(),
@@ -39,17 +41,20 @@ impl SecretReader {
                 arn: self.arn.clone(),
                 message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
             })?;
-        out.secret_string.map(Secret::new).ok_or_else(|| SecretError {
-            arn: self.arn.clone(),
-            message: "the secret has no string value".into(),
-        })
+        out.secret_string
+            .map(Secret::new)
+            .ok_or_else(|| SecretError {
+                arn: self.arn.clone(),
+                message: "the secret has no string value".into(),
+            })
     }
 }
 
 /// Puts a password into a `redis://` or `rediss://` URL (ElastiCache AUTH).
 pub fn redis_url_with_password(url: &str, password: &str) -> Result<String, String> {
     let mut u = url::Url::parse(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-    u.set_password(Some(password)).map_err(|_| "REDIS_URL cannot hold a password".to_owned())?;
+    u.set_password(Some(password))
+        .map_err(|_| "REDIS_URL cannot hold a password".to_owned())?;
     Ok(u.to_string())
 }
 
@@ -59,7 +64,11 @@ mod tests {
 
     #[test]
     fn password_is_url_encoded_into_the_redis_url() {
-        let u = redis_url_with_password("rediss://master.x.cache.amazonaws.com:6379", "p@ss/w:rd").unwrap();
-        assert!(u.starts_with("rediss://:p%40ss%2Fw%3Ard@master.x.cache.amazonaws.com:6379"), "{u}");
+        let u = redis_url_with_password("rediss://master.x.cache.amazonaws.com:6379", "p@ss/w:rd")
+            .unwrap();
+        assert!(
+            u.starts_with("rediss://:p%40ss%2Fw%3Ard@master.x.cache.amazonaws.com:6379"),
+            "{u}"
+        );
     }
 }

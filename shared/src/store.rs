@@ -119,7 +119,8 @@ fn fmt_time(t: OffsetDateTime) -> String {
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
 }
 
 /// Moves a status record to ARGV[1] unless it is terminal.
@@ -199,12 +200,19 @@ impl RedisStore {
     /// Removes a record whose message was never accepted (the send failed).
     pub async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = redis::cmd("DEL").arg(keys::status(account, id)).query_async(&mut conn).await?;
+        let _: () = redis::cmd("DEL")
+            .arg(keys::status(account, id))
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
 
     /// Reads a record; `None` if the account has no such message.
-    pub async fn get(&self, account: &AccountId, id: &MessageId) -> Result<Option<StatusRecord>, StoreError> {
+    pub async fn get(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> Result<Option<StatusRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let h: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(keys::status(account, id))
@@ -262,7 +270,10 @@ impl RedisStore {
         // A record that expired or was never written (the producer crashed
         // between send and write) is recreated from the queue message.
         if let Some((p, created)) = fallback {
-            inv.arg("priority").arg(p.as_str()).arg("createdAt").arg(fmt_time(created));
+            inv.arg("priority")
+                .arg(p.as_str())
+                .arg("createdAt")
+                .arg(fmt_time(created));
         }
         let after: String = inv.invoke_async(&mut conn).await?;
         Ok(Status::parse(&after))
@@ -329,7 +340,11 @@ impl RedisStore {
     }
 
     /// Frees a reserved key whose request failed, so a retry can use it.
-    pub async fn release_idempotency(&self, account: &AccountId, key: &str) -> Result<(), StoreError> {
+    pub async fn release_idempotency(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("DEL")
             .arg(keys::idempotency(account, key))
@@ -360,11 +375,18 @@ impl RedisStore {
             return Ok(ClaimOutcome::Claimed);
         }
         let left: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut conn).await?;
-        Ok(ClaimOutcome::Held(Duration::from_millis(left.max(1) as u64)))
+        Ok(ClaimOutcome::Held(
+            Duration::from_millis(left.max(1) as u64),
+        ))
     }
 
     /// Releases a claim this owner holds (no-op if it expired or moved on).
-    pub async fn release(&self, account: &AccountId, id: &MessageId, owner: &str) -> Result<(), StoreError> {
+    pub async fn release(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .release

@@ -74,13 +74,21 @@ impl Metrics {
             namespace: namespace.into(),
             service,
             // EMF lines are noise outside Lambda and in tests.
-            enabled: std::env::var("METRICS_DISABLED").map(|v| v != "true").unwrap_or(true),
+            enabled: std::env::var("METRICS_DISABLED")
+                .map(|v| v != "true")
+                .unwrap_or(true),
         }
     }
 
     /// The EMF document for one value. Two dimension sets: by `Priority`,
     /// and none (the aggregate the alarms watch).
-    pub fn document(&self, metric: Metric, value: f64, priority: Priority, now_ms: u64) -> serde_json::Value {
+    pub fn document(
+        &self,
+        metric: Metric,
+        value: f64,
+        priority: Priority,
+        now_ms: u64,
+    ) -> serde_json::Value {
         serde_json::json!({
             "_aws": {
                 "Timestamp": now_ms,
@@ -104,6 +112,15 @@ impl Metrics {
         }
     }
 
+    /// A `Metrics` that writes nothing: unit tests, whose output EMF lines
+    /// would only clutter (`METRICS_DISABLED` is process-wide).
+    pub fn disabled(namespace: impl Into<String>, service: &'static str) -> Self {
+        Self {
+            enabled: false,
+            ..Self::new(namespace, service)
+        }
+    }
+
     pub fn count(&self, metric: Metric, priority: Priority) {
         self.emit(metric, 1.0, priority);
     }
@@ -116,7 +133,9 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        let line = self.document(metric, value, priority, crate::now_ms()).to_string();
+        let line = self
+            .document(metric, value, priority, crate::now_ms())
+            .to_string();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
     }
@@ -131,9 +150,18 @@ mod tests {
         let m = Metrics::new("NS", "consumer");
         let d = m.document(Metric::DeliveryLatency, 12.5, Priority::High, 1000);
         assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "NS");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "DeliveryLatency");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Milliseconds");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Priority");
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "DeliveryLatency"
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Milliseconds"
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Priority"
+        );
         assert_eq!(d["Priority"], "high");
         assert_eq!(d["DeliveryLatency"], 12.5);
         assert_eq!(d["_aws"]["Timestamp"], 1000);

@@ -13,14 +13,21 @@ use time::OffsetDateTime;
 
 async fn conn() -> redis::aio::ConnectionManager {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    shared::store::connect(&url).await.expect("a Redis must answer at REDIS_URL")
+    shared::store::connect(&url)
+        .await
+        .expect("a Redis must answer at REDIS_URL")
 }
 
 fn account(tag: &str) -> AccountId {
     AccountId::parse(&format!("t_{tag}_{}", uuid::Uuid::new_v4().simple())).unwrap()
 }
 
-fn limiter(conn: redis::aio::ConnectionManager, per_minute: u32, burst: u32, clock: LimiterClock) -> RedisLimiter {
+fn limiter(
+    conn: redis::aio::ConnectionManager,
+    per_minute: u32,
+    burst: u32,
+    clock: LimiterClock,
+) -> RedisLimiter {
     RedisLimiter::new(
         conn,
         LimiterConfig {
@@ -39,29 +46,56 @@ async fn script_matches_twin() {
     // script and the Rust twin must decide alike, step by step.
     let l = limiter(conn().await, 600, 3, LimiterClock::Client);
     let a = account("twin");
-    let rate = Rate { per_minute: 600.0, burst: 3.0 };
+    let rate = Rate {
+        per_minute: 600.0,
+        burst: 3.0,
+    };
     let (mut bucket_state, mut horizon): (Option<BucketState>, Option<u64>) = (None, None);
     let t0 = 1_800_000_000_000_000u64;
     let steps: [(u64, f64); 12] = [
-        (0, 0.0), (0, 0.0), (0, 1.0), (0, 0.0), (0, 0.0), (50_000, 0.0),
-        (50_000, 0.0), (250_000, 2.0), (0, 0.0), (10_000_000, 1.0), (0, 2.0), (0, 0.0),
+        (0, 0.0),
+        (0, 0.0),
+        (0, 1.0),
+        (0, 0.0),
+        (0, 0.0),
+        (50_000, 0.0),
+        (50_000, 0.0),
+        (250_000, 2.0),
+        (0, 0.0),
+        (10_000_000, 1.0),
+        (0, 2.0),
+        (0, 0.0),
     ];
     let mut now = t0;
     for (i, (gap, reserve)) in steps.iter().enumerate() {
         now += gap;
-        let out = bucket::decide(rate, Input { bucket: bucket_state, horizon_us: horizon, pause_us: None, now_us: now, reserve: *reserve });
+        let out = bucket::decide(
+            rate,
+            Input {
+                bucket: bucket_state,
+                horizon_us: horizon,
+                pause_us: None,
+                now_us: now,
+                reserve: *reserve,
+            },
+        );
         if let Some(b) = out.bucket {
             bucket_state = Some(b);
         }
         if let Some(h) = out.horizon_us {
             horizon = Some(h);
         }
-        let got = l.acquire_raw(&a, Priority::High, *reserve, now).await.unwrap();
+        let got = l
+            .acquire_raw(&a, Priority::High, *reserve, now)
+            .await
+            .unwrap();
         match (out.decision, got) {
             (Decision::Allowed { tokens_left: x }, Decision::Allowed { tokens_left: y }) => {
                 assert!((x - y).abs() < 0.002, "step {i}: {x} vs {y}")
             }
-            (Decision::Throttled { wait: x, .. }, Decision::Throttled { wait: y, .. }) => assert_eq!(x, y, "step {i}"),
+            (Decision::Throttled { wait: x, .. }, Decision::Throttled { wait: y, .. }) => {
+                assert_eq!(x, y, "step {i}")
+            }
             (x, y) => panic!("step {i}: twin {x:?}, script {y:?}"),
         }
     }
@@ -76,10 +110,16 @@ async fn redis_clock_bucket_allows_burst_then_throttles() {
     }
     let d = l.acquire(&a, Priority::High).await.unwrap();
     assert!(matches!(d, Decision::Throttled { .. }), "{d:?}");
-    assert!(d.wait() > Duration::from_millis(500) && d.wait() <= Duration::from_secs(1), "{d:?}");
+    assert!(
+        d.wait() > Duration::from_millis(500) && d.wait() <= Duration::from_secs(1),
+        "{d:?}"
+    );
     // The next denial is spread one interval (1 s) further.
     let d2 = l.acquire(&a, Priority::High).await.unwrap();
-    assert!(d2.wait() >= d.wait() + Duration::from_millis(900), "{d:?} then {d2:?}");
+    assert!(
+        d2.wait() >= d.wait() + Duration::from_millis(900),
+        "{d:?} then {d2:?}"
+    );
 }
 
 #[tokio::test]
@@ -91,9 +131,15 @@ async fn priorities_keep_headroom_in_redis() {
         low += 1;
     }
     assert_eq!(low, 8, "low leaves 20 % of the burst");
-    assert!(l.acquire(&a, Priority::Medium).await.unwrap().is_allowed(), "medium leaves 10 %");
+    assert!(
+        l.acquire(&a, Priority::Medium).await.unwrap().is_allowed(),
+        "medium leaves 10 %"
+    );
     assert!(!l.acquire(&a, Priority::Medium).await.unwrap().is_allowed());
-    assert!(l.acquire(&a, Priority::High).await.unwrap().is_allowed(), "high takes the last token");
+    assert!(
+        l.acquire(&a, Priority::High).await.unwrap().is_allowed(),
+        "high takes the last token"
+    );
     assert!(!l.acquire(&a, Priority::High).await.unwrap().is_allowed());
 }
 
@@ -134,10 +180,25 @@ async fn client_clock_never_runs_backwards() {
     let l = limiter(conn().await, 60, 1, LimiterClock::Client);
     let a = account("skew");
     let t = 1_900_000_000_000_000u64;
-    assert!(l.acquire_raw(&a, Priority::High, 0.0, t).await.unwrap().is_allowed());
+    assert!(
+        l.acquire_raw(&a, Priority::High, 0.0, t)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     // An instance whose clock is an hour behind cannot mint tokens.
-    assert!(!l.acquire_raw(&a, Priority::High, 0.0, t - 3_600_000_000).await.unwrap().is_allowed());
-    assert!(l.acquire_raw(&a, Priority::High, 0.0, t + 1_000_000).await.unwrap().is_allowed());
+    assert!(
+        !l.acquire_raw(&a, Priority::High, 0.0, t - 3_600_000_000)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    assert!(
+        l.acquire_raw(&a, Priority::High, 0.0, t + 1_000_000)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
 }
 
 #[tokio::test]
@@ -148,12 +209,33 @@ async fn status_transitions_never_leave_a_terminal_state() {
     let created = OffsetDateTime::now_utc();
     s.put_queued(&a, &id, Priority::Low, created).await.unwrap();
     let fb = Some((Priority::Low, created));
-    assert_eq!(s.transition(&a, &id, Status::Sending, Transition::default(), fb).await.unwrap(), Some(Status::Sending));
-    let sent = Transition { attempts: Some(1), sent_at: Some(created), upstream_message_id: Some("u1".into()), last_error: None };
-    assert_eq!(s.transition(&a, &id, Status::Sent, sent, fb).await.unwrap(), Some(Status::Sent));
-    assert_eq!(s.transition(&a, &id, Status::Deferred, Transition::default(), fb).await.unwrap(), Some(Status::Sent));
+    assert_eq!(
+        s.transition(&a, &id, Status::Sending, Transition::default(), fb)
+            .await
+            .unwrap(),
+        Some(Status::Sending)
+    );
+    let sent = Transition {
+        attempts: Some(1),
+        sent_at: Some(created),
+        upstream_message_id: Some("u1".into()),
+        last_error: None,
+    };
+    assert_eq!(
+        s.transition(&a, &id, Status::Sent, sent, fb).await.unwrap(),
+        Some(Status::Sent)
+    );
+    assert_eq!(
+        s.transition(&a, &id, Status::Deferred, Transition::default(), fb)
+            .await
+            .unwrap(),
+        Some(Status::Sent)
+    );
     let r = s.get(&a, &id).await.unwrap().unwrap();
-    assert_eq!((r.status, r.attempts, r.priority), (Status::Sent, 1, Priority::Low));
+    assert_eq!(
+        (r.status, r.attempts, r.priority),
+        (Status::Sent, 1, Priority::Low)
+    );
     assert_eq!(r.upstream_message_id.as_deref(), Some("u1"));
     // Another account cannot see it.
     assert!(s.get(&account("other"), &id).await.unwrap().is_none());
@@ -167,7 +249,11 @@ async fn one_idempotency_key_is_reserved_once_under_concurrency() {
         .map(|_| {
             let s = RedisStore::new(c.clone(), Duration::from_secs(60));
             let a = a.clone();
-            tokio::spawn(async move { s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new()).await.unwrap() })
+            tokio::spawn(async move {
+                s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new())
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut reserved = 0;
@@ -181,11 +267,28 @@ async fn one_idempotency_key_is_reserved_once_under_concurrency() {
     assert_eq!(reserved, 1);
     let s = RedisStore::new(c, Duration::from_secs(60));
     let id = MessageId::new();
-    s.complete_idempotency(&a, "key-1", "fp", &id).await.unwrap();
-    assert_eq!(s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new()).await.unwrap(), IdempotencyState::Done(id));
-    assert_eq!(s.reserve_idempotency(&a, "key-1", "other", &MessageId::new()).await.unwrap(), IdempotencyState::Conflict);
+    s.complete_idempotency(&a, "key-1", "fp", &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new())
+            .await
+            .unwrap(),
+        IdempotencyState::Done(id)
+    );
+    assert_eq!(
+        s.reserve_idempotency(&a, "key-1", "other", &MessageId::new())
+            .await
+            .unwrap(),
+        IdempotencyState::Conflict
+    );
     s.release_idempotency(&a, "key-1").await.unwrap();
-    assert_eq!(s.reserve_idempotency(&a, "key-1", "other", &MessageId::new()).await.unwrap(), IdempotencyState::Reserved);
+    assert_eq!(
+        s.reserve_idempotency(&a, "key-1", "other", &MessageId::new())
+            .await
+            .unwrap(),
+        IdempotencyState::Reserved
+    );
 }
 
 #[tokio::test]
@@ -194,10 +297,22 @@ async fn claims_exclude_each_other_and_release_only_by_owner() {
     let a = account("claim");
     let id = MessageId::new();
     let lease = Duration::from_secs(10);
-    assert_eq!(s.claim(&a, &id, "one", lease).await.unwrap(), ClaimOutcome::Claimed);
-    assert!(matches!(s.claim(&a, &id, "two", lease).await.unwrap(), ClaimOutcome::Held(_)));
+    assert_eq!(
+        s.claim(&a, &id, "one", lease).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert!(matches!(
+        s.claim(&a, &id, "two", lease).await.unwrap(),
+        ClaimOutcome::Held(_)
+    ));
     s.release(&a, &id, "two").await.unwrap();
-    assert!(matches!(s.claim(&a, &id, "two", lease).await.unwrap(), ClaimOutcome::Held(_)));
+    assert!(matches!(
+        s.claim(&a, &id, "two", lease).await.unwrap(),
+        ClaimOutcome::Held(_)
+    ));
     s.release(&a, &id, "one").await.unwrap();
-    assert_eq!(s.claim(&a, &id, "two", lease).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&a, &id, "two", lease).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
 }

@@ -12,7 +12,10 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Addresses and settings of the running stack.
@@ -46,10 +49,18 @@ impl Stack {
             ),
             stub_url: env_or("ONLYFANS_API_URL", "http://127.0.0.1:8787"),
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
-            queue_url: env_or("QUEUE_URL", "http://127.0.0.1:4566/123456789012/outbound-messages"),
-            dlq_url: env_or("DLQ_URL", "http://127.0.0.1:4566/123456789012/outbound-messages-dlq"),
+            queue_url: env_or(
+                "QUEUE_URL",
+                "http://127.0.0.1:4566/123456789012/outbound-messages",
+            ),
+            dlq_url: env_or(
+                "DLQ_URL",
+                "http://127.0.0.1:4566/123456789012/outbound-messages-dlq",
+            ),
             jwt_secret: env_or("AUTH_JWT_SECRET", shared::config::LOCAL_JWT_SECRET),
-            rate_per_minute: env_or("RATE_LIMIT_PER_MINUTE", "10").parse().unwrap_or(10.0),
+            rate_per_minute: env_or("RATE_LIMIT_PER_MINUTE", "10")
+                .parse()
+                .unwrap_or(10.0),
             burst: env_or("RATE_LIMIT_BURST", "10").parse().unwrap_or(10.0),
             max_attempts: env_or("MAX_ATTEMPTS", "5").parse().unwrap_or(5),
             http,
@@ -93,8 +104,8 @@ impl Stack {
     pub async fn stub_requests(&self, account: &str) -> Result<Vec<Value>> {
         let v: Value = self
             .http
-            .get(format!("{}/__requests", self.stub_url))
-            .query(&[("account", account)])
+            // Account ids are URL-safe by construction (see AccountId).
+            .get(format!("{}/__requests?account={account}", self.stub_url))
             .send()
             .await?
             .json()
@@ -104,7 +115,12 @@ impl Stack {
 
     /// Adds a fault rule to the stub (always scoped to an account by the caller).
     pub async fn stub_fault(&self, rule: Value) -> Result<()> {
-        let resp = self.http.post(format!("{}/__faults", self.stub_url)).json(&rule).send().await?;
+        let resp = self
+            .http
+            .post(format!("{}/__faults", self.stub_url))
+            .json(&rule)
+            .send()
+            .await?;
         if !resp.status().is_success() {
             bail!("stub refused fault {rule}: {}", resp.status());
         }
@@ -113,7 +129,12 @@ impl Stack {
 
     /// Invokes the consumer directly through `cargo lambda watch`.
     pub async fn invoke_consumer(&self, event: &Value) -> Result<Value> {
-        let resp = self.http.post(&self.consumer_invoke_url).json(event).send().await?;
+        let resp = self
+            .http
+            .post(&self.consumer_invoke_url)
+            .json(event)
+            .send()
+            .await?;
         let status = resp.status();
         let v = resp.json::<Value>().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -124,7 +145,9 @@ impl Stack {
 
     /// An SQS client for the stack's SQS-compatible server.
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         aws_sdk_sqs::Client::new(&config)
     }
 
@@ -164,7 +187,12 @@ where
 /// Checks a list of send times (µs) against the contract's arrival curve:
 /// at most `burst + rate * t / 60` in any interval of `t` seconds, allowing
 /// `tolerance` for the time between the limiter's decision and arrival.
-pub fn curve_violations(times_us: &[u64], per_minute: f64, burst: f64, tolerance: Duration) -> usize {
+pub fn curve_violations(
+    times_us: &[u64],
+    per_minute: f64,
+    burst: f64,
+    tolerance: Duration,
+) -> usize {
     let mut sorted = times_us.to_vec();
     sorted.sort_unstable();
     let tol = tolerance.as_secs_f64();
@@ -181,6 +209,117 @@ pub fn curve_violations(times_us: &[u64], per_minute: f64, burst: f64, tolerance
     violations
 }
 
+/// A valid v1 queue body for `account`.
+pub fn queue_body(account: &str, id: &str, priority: &str, recipient: &str) -> String {
+    serde_json::json!({
+        "schemaVersion": 1,
+        "messageId": id,
+        "accountId": account,
+        "recipientId": recipient,
+        "content": format!("integration test message {id}"),
+        "priority": priority,
+        "mediaUrls": [],
+        "createdAt": time_now_rfc3339(),
+    })
+    .to_string()
+}
+
+fn time_now_rfc3339() -> String {
+    let secs = shared::now_ms() / 1000;
+    // Plain RFC 3339 UTC from the epoch seconds (no time crate needed here).
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let (y, mo, d) = civil_from_days(days as i64);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl Stack {
+    /// Puts raw bodies on the main queue (as the producer would), 10 per call.
+    pub async fn enqueue_bodies(&self, bodies: &[(String, String)]) -> Result<()> {
+        use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+        let sqs = self.sqs().await;
+        for chunk in bodies.chunks(10) {
+            let mut req = sqs.send_message_batch().queue_url(&self.queue_url);
+            for (i, (body, account)) in chunk.iter().enumerate() {
+                let attr = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(account)
+                    .build()?;
+                req = req.entries(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .message_body(body)
+                        .message_attributes("accountId", attr)
+                        .build()?,
+                );
+            }
+            let out = req.send().await.context("SendMessageBatch")?;
+            if !out.failed.is_empty() {
+                bail!("SendMessageBatch refused {:?}", out.failed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every DLQ message whose body contains `needle`, with its `deadReason`.
+    /// Receives with a 1 s visibility so other tests still see the DLQ.
+    pub async fn dlq_matching(&self, needle: &str) -> Result<Vec<(String, Option<String>)>> {
+        let sqs = self.sqs().await;
+        let mut found = std::collections::BTreeMap::new();
+        for _ in 0..20 {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(1)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            let msgs = out.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                let body = m.body.clone().unwrap_or_default();
+                if body.contains(needle) {
+                    let reason = m
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get("deadReason"))
+                        .and_then(|v| v.string_value.clone());
+                    found.insert(m.message_id.clone().unwrap_or_default(), (body, reason));
+                }
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Reads a status record straight from Redis (as the producer's GET would).
+    pub async fn status_of(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut c = self.redis().await?;
+        let key = format!("of:{{{account}}}:msg:{id}");
+        Ok(redis::cmd("HGETALL").arg(key).query_async(&mut c).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,7 +328,13 @@ mod tests {
     fn curve_check_counts_over_limit_sends() {
         // 2 per minute, burst 2: three at once is one too many.
         assert_eq!(curve_violations(&[0, 0, 0], 2.0, 2.0, Duration::ZERO), 1);
-        assert_eq!(curve_violations(&[0, 0, 30_000_000], 2.0, 2.0, Duration::ZERO), 0);
-        assert_eq!(curve_violations(&[0, 0, 29_000_000], 2.0, 2.0, Duration::ZERO), 1);
+        assert_eq!(
+            curve_violations(&[0, 0, 30_000_000], 2.0, 2.0, Duration::ZERO),
+            0
+        );
+        assert_eq!(
+            curve_violations(&[0, 0, 29_000_000], 2.0, 2.0, Duration::ZERO),
+            1
+        );
     }
 }

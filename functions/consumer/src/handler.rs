@@ -25,7 +25,11 @@ fn group_key(record: &SqsMessage, index: usize) -> String {
                 .body
                 .as_deref()
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                .and_then(|v| v.get("accountId").and_then(|a| a.as_str()).map(str::to_owned))
+                .and_then(|v| {
+                    v.get("accountId")
+                        .and_then(|a| a.as_str())
+                        .map(str::to_owned)
+                })
         })
         .unwrap_or_else(|| format!("#unreadable-{index}"))
 }
@@ -46,7 +50,13 @@ pub async fn handle<S: Store, Q: Queue, U: Upstream, L: Limiter>(
         for r in records {
             // Too little time left for one more upstream call: leave the
             // record untouched for the trigger to hand out again.
-            if deadline.saturating_duration_since(Instant::now()) < deps.settings.record_budget {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < deps.settings.record_budget {
+                tracing::warn!(
+                    sqs_message_id = r.message_id.as_deref().unwrap_or(""),
+                    left_ms = left.as_millis() as u64,
+                    "too little invocation time left; leaving the record for later"
+                );
                 out.push((r.message_id.clone(), Disposition::Retry));
                 continue;
             }

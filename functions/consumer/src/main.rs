@@ -10,10 +10,26 @@ use shared::queue::SqsQueue;
 use shared::secrets::SecretReader;
 use shared::store::RedisStore;
 use shared::telemetry::{self, Metrics};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    // `cargo lambda watch` pins AWS_LAMBDA_MAX_CONCURRENCY to 1 in every
+    // function process (and its multi-instance mode crashes the runtime
+    // client), so the local stack asks for concurrent invocations through
+    // LOCAL_MAX_CONCURRENCY instead. In AWS it is unset: standard Lambda runs
+    // one invocation per instance, Managed Instances set the real variable.
+    if let Ok(n) = std::env::var("LOCAL_MAX_CONCURRENCY") {
+        // SAFETY: no other thread exists yet: the tokio runtime is built below.
+        unsafe { std::env::set_var("AWS_LAMBDA_MAX_CONCURRENCY", n) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let redis_url = match &config.redis_auth_secret_arn {
@@ -42,7 +58,7 @@ async fn main() -> Result<(), Error> {
         config.require_queue_url()?,
         Some(config.require_dlq_url()?.to_owned()),
     );
-    let deps = Deps {
+    let deps = Arc::new(Deps {
         store: RedisStore::new(conn.clone(), config.status_ttl),
         queue,
         upstream: OnlyFans { client, secrets },
@@ -56,18 +72,35 @@ async fn main() -> Result<(), Error> {
             record_budget: config.upstream_timeout + Duration::from_secs(1),
             in_process_wait: Duration::from_millis(1500),
         },
-    };
-    let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let deadline = remaining(event.context.deadline);
-        let id = event.context.request_id.clone();
-        Ok::<_, Error>(consumer::handler::handle(deps, event.payload, &id, deadline).await)
+    });
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<_>| {
+        let deps = Arc::clone(&deps);
+        async move {
+            let deadline = deadline(event.context.deadline);
+            let id = event.context.request_id.clone();
+            Ok::<_, Error>(consumer::handler::handle(&*deps, event.payload, &id, deadline).await)
+        }
     }))
     .await
 }
 
-/// The invocation's deadline (epoch ms) as an `Instant`.
-fn remaining(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+/// Any real deadline is after this (2020-09-13, in epoch ms).
+const PLAUSIBLE_EPOCH_MS: u64 = 1_600_000_000_000;
+
+/// The invocation's deadline (epoch ms) as an `Instant`. `cargo lambda
+/// watch` sends a relative number instead of an epoch time; then the
+/// configured `FUNCTION_TIMEOUT_SECS` (default 30) stands in.
+fn deadline(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if deadline_ms < PLAUSIBLE_EPOCH_MS {
+        let secs = std::env::var("FUNCTION_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30);
+        return Instant::now() + Duration::from_secs(secs);
+    }
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

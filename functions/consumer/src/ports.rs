@@ -18,7 +18,11 @@ pub type Attributes = HashMap<String, MessageAttributeValue>;
 
 /// Status records and send claims.
 pub trait Store: Send + Sync {
-    fn get(&self, account: &AccountId, id: &MessageId) -> impl Future<Output = Result<Option<StatusRecord>, StoreError>> + Send;
+    fn get(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<Option<StatusRecord>, StoreError>> + Send;
     fn transition(
         &self,
         account: &AccountId,
@@ -34,11 +38,20 @@ pub trait Store: Send + Sync {
         owner: &str,
         lease: Duration,
     ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
-    fn release(&self, account: &AccountId, id: &MessageId, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl Store for RedisStore {
-    async fn get(&self, account: &AccountId, id: &MessageId) -> Result<Option<StatusRecord>, StoreError> {
+    async fn get(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> Result<Option<StatusRecord>, StoreError> {
         RedisStore::get(self, account, id).await
     }
     async fn transition(
@@ -51,10 +64,21 @@ impl Store for RedisStore {
     ) -> Result<Option<Status>, StoreError> {
         RedisStore::transition(self, account, id, to, change, Some(fallback)).await
     }
-    async fn claim(&self, account: &AccountId, id: &MessageId, owner: &str, lease: Duration) -> Result<ClaimOutcome, StoreError> {
+    async fn claim(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
         RedisStore::claim(self, account, id, owner, lease).await
     }
-    async fn release(&self, account: &AccountId, id: &MessageId, owner: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         RedisStore::release(self, account, id, owner).await
     }
 }
@@ -62,22 +86,48 @@ impl Store for RedisStore {
 /// What the consumer does to SQS messages besides the trigger's deletes.
 pub trait Queue: Send + Sync {
     /// Hides a received message for `wait`: it comes back then.
-    fn defer(&self, receipt_handle: &str, wait: Duration) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn defer(
+        &self,
+        receipt_handle: &str,
+        wait: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// Sends a body to the DLQ with the reason as an attribute.
-    fn dead_letter(&self, body: &str, attributes: Attributes, reason: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn dead_letter(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// Sends a fresh copy to the main queue (resets SQS's receive count).
-    fn requeue(&self, body: &str, attributes: Attributes, delay: Duration) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn requeue(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 impl Queue for SqsQueue {
     async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
         SqsQueue::defer(self, receipt_handle, wait).await
     }
-    async fn dead_letter(&self, body: &str, attributes: Attributes, reason: &str) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         SqsQueue::dead_letter(self, body, attributes, reason).await
     }
-    async fn requeue(&self, body: &str, attributes: Attributes, delay: Duration) -> Result<(), QueueError> {
-        self.send_raw(body.to_owned(), attributes, delay).await.map(|_| ())
+    async fn requeue(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.send_raw(body.to_owned(), attributes, delay)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -139,10 +139,18 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
     }
 
     async fn poison(&self, env: &Envelope<'_>, reason: &str) -> Disposition {
-        warn!(sqs_message_id = env.sqs_id, reason, "poison message: moving it to the DLQ");
-        match self.queue.dead_letter(env.body, env.attributes.clone(), reason).await {
+        warn!(
+            sqs_message_id = env.sqs_id,
+            reason, "poison message: moving it to the DLQ"
+        );
+        match self
+            .queue
+            .dead_letter(env.body, env.attributes.clone(), reason)
+            .await
+        {
             Ok(()) => {
-                self.metrics.count(Metric::MessagesDead, Priority::default());
+                self.metrics
+                    .count(Metric::MessagesDead, Priority::default());
                 Disposition::Done
             }
             Err(e) => {
@@ -156,12 +164,27 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
     async fn deliver(&self, env: &Envelope<'_>, msg: &QueueMessage, owner: &str) -> Disposition {
         let s = &self.settings;
         if !s.enabled {
-            return self.defer(env, msg, PAUSED_DEFER, None, "delivery paused (RATE_LIMITER_ENABLED=false)").await;
+            return self
+                .defer(
+                    env,
+                    msg,
+                    PAUSED_DEFER,
+                    None,
+                    "delivery paused (RATE_LIMITER_ENABLED=false)",
+                )
+                .await;
         }
-        match self.store.claim(&msg.account_id, &msg.message_id, owner, s.claim_lease).await {
+        match self
+            .store
+            .claim(&msg.account_id, &msg.message_id, owner, s.claim_lease)
+            .await
+        {
             Ok(ClaimOutcome::Claimed) => {}
             Ok(ClaimOutcome::Held(left)) => {
-                info!(wait_ms = left.as_millis() as u64, "another delivery holds this message; deferring");
+                info!(
+                    wait_ms = left.as_millis() as u64,
+                    "another delivery holds this message; deferring"
+                );
                 return self.defer_only(env, left + Duration::from_secs(1)).await;
             }
             Err(e) => {
@@ -170,7 +193,11 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             }
         }
         let result = self.deliver_claimed(env, msg).await;
-        if let Err(e) = self.store.release(&msg.account_id, &msg.message_id, owner).await {
+        if let Err(e) = self
+            .store
+            .release(&msg.account_id, &msg.message_id, owner)
+            .await
+        {
             // The lease ends by itself.
             warn!(error = %e, "could not release the claim");
         }
@@ -189,7 +216,10 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         if let Some(r) = &record
             && r.status.is_terminal()
         {
-            info!(status = r.status.as_str(), "already settled; dropping the duplicate delivery");
+            info!(
+                status = r.status.as_str(),
+                "already settled; dropping the duplicate delivery"
+            );
             return Disposition::Done;
         }
         let attempts_before = record.as_ref().map_or(0, |r| r.attempts);
@@ -223,10 +253,17 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         let fallback = (msg.priority, msg.created_at);
         let _ = self
             .store
-            .transition(&msg.account_id, &msg.message_id, Status::Sending, Transition::default(), fallback)
+            .transition(
+                &msg.account_id,
+                &msg.message_id,
+                Status::Sending,
+                Transition::default(),
+                fallback,
+            )
             .await;
         let call = self.upstream.send(msg).await;
-        self.metrics.latency(Metric::UpstreamLatency, call.latency, msg.priority);
+        self.metrics
+            .latency(Metric::UpstreamLatency, call.latency, msg.priority);
         let attempts = attempts_before + 1;
         let call_kind = match call.outcome {
             Outcome::Unauthorized { .. } => CallKind::Unauthorized,
@@ -243,13 +280,28 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                 };
                 // The message is out: whatever Redis says now, delete it
                 // rather than risk sending it twice.
-                if let Err(e) = self.store.transition(&msg.account_id, &msg.message_id, Status::Sent, change, fallback).await {
+                if let Err(e) = self
+                    .store
+                    .transition(
+                        &msg.account_id,
+                        &msg.message_id,
+                        Status::Sent,
+                        change,
+                        fallback,
+                    )
+                    .await
+                {
                     error!(error = %e, "sent, but the status record could not be updated");
                 }
                 let latency = (now - msg.created_at).try_into().unwrap_or(Duration::ZERO);
                 self.metrics.count(Metric::MessagesSent, msg.priority);
-                self.metrics.latency(Metric::DeliveryLatency, latency, msg.priority);
-                info!(attempts, upstream_ms = call.latency.as_millis() as u64, "sent");
+                self.metrics
+                    .latency(Metric::DeliveryLatency, latency, msg.priority);
+                info!(
+                    attempts,
+                    upstream_ms = call.latency.as_millis() as u64,
+                    "sent"
+                );
                 Disposition::Done
             }
             Outcome::RateLimited { retry_after } => {
@@ -258,7 +310,8 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                 if let Err(e) = self.limiter.pause(&msg.account_id, retry_after).await {
                     warn!(error = %e, "could not store the upstream pause");
                 }
-                self.defer(env, msg, retry_after, None, "upstream answered 429").await
+                self.defer(env, msg, retry_after, None, "upstream answered 429")
+                    .await
             }
             Outcome::Permanent { status, reason } => {
                 let change = Transition {
@@ -266,11 +319,24 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                     last_error: Some(reason.clone()),
                     ..Transition::default()
                 };
-                if let Err(e) = self.store.transition(&msg.account_id, &msg.message_id, Status::Failed, change, fallback).await {
+                if let Err(e) = self
+                    .store
+                    .transition(
+                        &msg.account_id,
+                        &msg.message_id,
+                        Status::Failed,
+                        change,
+                        fallback,
+                    )
+                    .await
+                {
                     error!(error = %e, "failed, but the status record could not be updated");
                 }
                 self.metrics.count(Metric::MessagesFailed, msg.priority);
-                warn!(upstream_status = status, reason, "permanently refused by the upstream");
+                warn!(
+                    upstream_status = status,
+                    reason, "permanently refused by the upstream"
+                );
                 Disposition::Done
             }
             Outcome::Transient { reason } | Outcome::Unauthorized { reason } => {
@@ -282,15 +348,37 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                     return self.dead(env, msg, attempts, &reason).await;
                 }
                 let wait = backoff(attempts, &mut rand::rng());
-                warn!(attempts, reason, retry_in_ms = wait.as_millis() as u64, "transient upstream failure");
-                self.defer(env, msg, wait, Some((attempts, reason)), "retrying after a transient failure").await
+                warn!(
+                    attempts,
+                    reason,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "transient upstream failure"
+                );
+                self.defer(
+                    env,
+                    msg,
+                    wait,
+                    Some((attempts, reason)),
+                    "retrying after a transient failure",
+                )
+                .await
             }
         }
     }
 
-    async fn dead(&self, env: &Envelope<'_>, msg: &QueueMessage, attempts: u32, reason: &str) -> Disposition {
+    async fn dead(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        attempts: u32,
+        reason: &str,
+    ) -> Disposition {
         let why = format!("gave up after {attempts} attempts: {reason}");
-        if let Err(e) = self.queue.dead_letter(env.body, env.attributes.clone(), &why).await {
+        if let Err(e) = self
+            .queue
+            .dead_letter(env.body, env.attributes.clone(), &why)
+            .await
+        {
             error!(error = %e, "could not dead-letter; leaving the message for the redrive policy");
             return Disposition::Retry;
         }
@@ -301,7 +389,13 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         };
         if let Err(e) = self
             .store
-            .transition(&msg.account_id, &msg.message_id, Status::Dead, change, (msg.priority, msg.created_at))
+            .transition(
+                &msg.account_id,
+                &msg.message_id,
+                Status::Dead,
+                change,
+                (msg.priority, msg.created_at),
+            )
             .await
         {
             error!(error = %e, "dead, but the status record could not be updated");
@@ -328,10 +422,21 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         };
         let _ = self
             .store
-            .transition(&msg.account_id, &msg.message_id, Status::Deferred, change, (msg.priority, msg.created_at))
+            .transition(
+                &msg.account_id,
+                &msg.message_id,
+                Status::Deferred,
+                change,
+                (msg.priority, msg.created_at),
+            )
             .await;
         self.metrics.count(Metric::MessagesDeferred, msg.priority);
-        info!(wait_ms = wait.as_millis() as u64, receive_count = env.receive_count, why, "deferred");
+        info!(
+            wait_ms = wait.as_millis() as u64,
+            receive_count = env.receive_count,
+            why,
+            "deferred"
+        );
         // Waiting must never dead-letter: before SQS's receive count reaches
         // maxReceiveCount, replace the message by a fresh copy.
         if env.receive_count + 2 >= self.settings.max_receive_count {
@@ -340,7 +445,10 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             let delay = wait.min(shared::queue::MAX_DELAY);
             match self.queue.requeue(env.body, attrs, delay).await {
                 Ok(()) => {
-                    info!(receive_count = env.receive_count, "re-enqueued a fresh copy before maxReceiveCount");
+                    info!(
+                        receive_count = env.receive_count,
+                        "re-enqueued a fresh copy before maxReceiveCount"
+                    );
                     return Disposition::Done;
                 }
                 Err(e) => warn!(error = %e, "could not re-enqueue; deferring the original"),

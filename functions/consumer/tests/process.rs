@@ -71,7 +71,13 @@ impl Store for FakeStore {
         }
         Ok(Some(r.status))
     }
-    async fn claim(&self, a: &AccountId, id: &MessageId, owner: &str, _l: Duration) -> Result<ClaimOutcome, StoreError> {
+    async fn claim(
+        &self,
+        a: &AccountId,
+        id: &MessageId,
+        owner: &str,
+        _l: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
         if self.down {
             return Err(StoreError::Corrupt("down".into()));
         }
@@ -103,7 +109,12 @@ impl Queue for FakeQueue {
         self.deferred.lock().unwrap().push((rh.into(), wait));
         Ok(())
     }
-    async fn dead_letter(&self, body: &str, _a: Attributes, reason: &str) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        body: &str,
+        _a: Attributes,
+        reason: &str,
+    ) -> Result<(), QueueError> {
         self.dead.lock().unwrap().push((body.into(), reason.into()));
         Ok(())
     }
@@ -123,8 +134,18 @@ struct FakeUpstream {
 impl Upstream for FakeUpstream {
     async fn send(&self, msg: &QueueMessage) -> CallResult {
         self.calls.lock().unwrap().push(msg.message_id);
-        let outcome = self.script.lock().unwrap().pop_front().unwrap_or(Outcome::Sent { upstream_id: Some("ofm_1".into()) });
-        CallResult { outcome, latency: Duration::from_millis(3) }
+        let outcome = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Outcome::Sent {
+                upstream_id: Some("ofm_1".into()),
+            });
+        CallResult {
+            outcome,
+            latency: Duration::from_millis(3),
+        }
     }
     async fn refresh_token(&self) {
         *self.refreshed.lock().unwrap() += 1;
@@ -184,15 +205,20 @@ fn record(sqs_id: &str, body: &str, receive_count: u32) -> SqsMessage {
     r.message_id = Some(sqs_id.into());
     r.receipt_handle = Some(format!("rh-{sqs_id}"));
     r.body = Some(body.into());
-    r.attributes.insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    r.attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
     r
 }
 
 async fn run(d: &TestDeps, records: Vec<SqsMessage>) -> Vec<String> {
     let mut ev = SqsEvent::default();
     ev.records = records;
-    let resp = consumer::handler::handle(d, ev, "inv-1", Instant::now() + Duration::from_secs(30)).await;
-    resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    let resp =
+        consumer::handler::handle(d, ev, "inv-1", Instant::now() + Duration::from_secs(30)).await;
+    resp.batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
 }
 
 fn acct() -> AccountId {
@@ -220,7 +246,15 @@ async fn a_2xx_is_sent_with_the_upstream_id() {
 async fn poison_goes_to_the_dlq_and_its_neighbours_are_delivered() {
     let d = deps();
     let (a, b) = (MessageId::new(), MessageId::new());
-    let failures = run(&d, vec![record("s1", &body(a), 1), record("bad", "{nope", 1), record("s3", &body(b), 1)]).await;
+    let failures = run(
+        &d,
+        vec![
+            record("s1", &body(a), 1),
+            record("bad", "{nope", 1),
+            record("s3", &body(b), 1),
+        ],
+    )
+    .await;
     assert!(failures.is_empty(), "{failures:?}");
     let dead = d.queue.dead.lock().unwrap().clone();
     assert_eq!(dead.len(), 1);
@@ -234,17 +268,35 @@ async fn an_unknown_schema_version_is_poison() {
     let d = deps();
     let mut v: serde_json::Value = serde_json::from_str(&body(MessageId::new())).unwrap();
     v["schemaVersion"] = 7.into();
-    assert!(run(&d, vec![record("s1", &v.to_string(), 1)]).await.is_empty());
-    assert!(d.queue.dead.lock().unwrap()[0].1.contains("schema version 7"));
+    assert!(
+        run(&d, vec![record("s1", &v.to_string(), 1)])
+            .await
+            .is_empty()
+    );
+    assert!(
+        d.queue.dead.lock().unwrap()[0]
+            .1
+            .contains("schema version 7")
+    );
 }
 
 #[tokio::test]
 async fn throttled_messages_are_deferred_not_failed() {
     let d = deps();
     let id = MessageId::new();
-    d.limiter.script.lock().unwrap().push_back(Ok(Decision::Throttled { wait: Duration::from_millis(4200), tokens: 0.0 }));
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Throttled {
+            wait: Duration::from_millis(4200),
+            tokens: 0.0,
+        }));
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
-    assert_eq!(d.queue.deferred.lock().unwrap()[0], ("rh-s1".to_string(), Duration::from_secs(5)));
+    assert_eq!(
+        d.queue.deferred.lock().unwrap()[0],
+        ("rh-s1".to_string(), Duration::from_secs(5))
+    );
     let r = status(&d, id).await;
     assert_eq!(r.status, Status::Deferred);
     assert_eq!(r.attempts, 0, "a wait is not an attempt");
@@ -254,8 +306,19 @@ async fn throttled_messages_are_deferred_not_failed() {
 #[tokio::test]
 async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
     let d = deps();
-    d.limiter.script.lock().unwrap().push_back(Ok(Decision::Throttled { wait: Duration::from_secs(3600), tokens: 0.0 }));
-    assert!(run(&d, vec![record("s1", &body(MessageId::new()), 98)]).await.is_empty());
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Throttled {
+            wait: Duration::from_secs(3600),
+            tokens: 0.0,
+        }));
+    assert!(
+        run(&d, vec![record("s1", &body(MessageId::new()), 98)])
+            .await
+            .is_empty()
+    );
     let rq = d.queue.requeued.lock().unwrap().clone();
     assert_eq!(rq.len(), 1);
     assert_eq!(rq[0].1, Duration::from_secs(900), "SQS's longest delay");
@@ -265,10 +328,22 @@ async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
 async fn a_429_pauses_the_account_and_costs_no_attempt() {
     let d = deps();
     let id = MessageId::new();
-    d.upstream.script.lock().unwrap().push_back(Outcome::RateLimited { retry_after: Duration::from_secs(7) });
+    d.upstream
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Outcome::RateLimited {
+            retry_after: Duration::from_secs(7),
+        });
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
-    assert_eq!(d.limiter.paused.lock().unwrap().clone(), vec![Duration::from_secs(7)]);
-    assert_eq!(d.queue.deferred.lock().unwrap()[0].1, Duration::from_secs(7));
+    assert_eq!(
+        d.limiter.paused.lock().unwrap().clone(),
+        vec![Duration::from_secs(7)]
+    );
+    assert_eq!(
+        d.queue.deferred.lock().unwrap()[0].1,
+        Duration::from_secs(7)
+    );
     let r = status(&d, id).await;
     assert_eq!((r.status, r.attempts), (Status::Deferred, 0));
 }
@@ -278,10 +353,19 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
     let d = deps();
     let id = MessageId::new();
     for _ in 0..3 {
-        d.upstream.script.lock().unwrap().push_back(Outcome::Transient { reason: "upstream answered 503".into() });
+        d.upstream
+            .script
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Transient {
+                reason: "upstream answered 503".into(),
+            });
     }
     for attempt in 1..=2 {
-        assert_eq!(run(&d, vec![record("s1", &body(id), attempt)]).await, vec!["s1"]);
+        assert_eq!(
+            run(&d, vec![record("s1", &body(id), attempt)]).await,
+            vec!["s1"]
+        );
         let r = status(&d, id).await;
         assert_eq!((r.status, r.attempts), (Status::Deferred, attempt));
         assert!(r.last_error.unwrap().contains("503"));
@@ -290,26 +374,49 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
     let r = status(&d, id).await;
     assert_eq!((r.status, r.attempts), (Status::Dead, 3));
     assert_eq!(d.queue.dead.lock().unwrap().len(), 1);
-    assert!(d.queue.dead.lock().unwrap()[0].1.contains("gave up after 3 attempts"));
+    assert!(
+        d.queue.dead.lock().unwrap()[0]
+            .1
+            .contains("gave up after 3 attempts")
+    );
 }
 
 #[tokio::test]
 async fn a_permanent_4xx_fails_with_the_upstream_reason() {
     let d = deps();
     let id = MessageId::new();
-    d.upstream.script.lock().unwrap().push_back(Outcome::Permanent { status: 403, reason: "upstream answered 403: blocked".into() });
+    d.upstream
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Permanent {
+            status: 403,
+            reason: "upstream answered 403: blocked".into(),
+        });
     assert!(run(&d, vec![record("s1", &body(id), 1)]).await.is_empty());
     let r = status(&d, id).await;
     assert_eq!(r.status, Status::Failed);
-    assert_eq!(r.last_error.as_deref(), Some("upstream answered 403: blocked"));
+    assert_eq!(
+        r.last_error.as_deref(),
+        Some("upstream answered 403: blocked")
+    );
     assert!(d.queue.dead.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_401_refreshes_the_token_and_retries() {
     let d = deps();
-    d.upstream.script.lock().unwrap().push_back(Outcome::Unauthorized { reason: "upstream answered 401".into() });
-    assert_eq!(run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await, vec!["s1"]);
+    d.upstream
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Unauthorized {
+            reason: "upstream answered 401".into(),
+        });
+    assert_eq!(
+        run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
+        vec!["s1"]
+    );
     assert_eq!(*d.upstream.refreshed.lock().unwrap(), 1);
 }
 
@@ -326,17 +433,26 @@ async fn an_already_sent_message_is_not_sent_again() {
 async fn a_message_claimed_elsewhere_waits() {
     let d = deps();
     let id = MessageId::new();
-    d.store.claims.lock().unwrap().insert(k(&acct(), &id), "other".into());
+    d.store
+        .claims
+        .lock()
+        .unwrap()
+        .insert(k(&acct(), &id), "other".into());
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert!(d.upstream.calls.lock().unwrap().is_empty());
-    assert_eq!(d.queue.deferred.lock().unwrap()[0].1, Duration::from_secs(4));
+    assert_eq!(
+        d.queue.deferred.lock().unwrap()[0].1,
+        Duration::from_secs(4)
+    );
 }
 
 #[tokio::test]
 async fn the_kill_switch_defers_everything_and_sends_nothing() {
     let mut d = deps();
     d.settings.enabled = false;
-    let ids: Vec<_> = (0..3).map(|i| record(&format!("s{i}"), &body(MessageId::new()), 1)).collect();
+    let ids: Vec<_> = (0..3)
+        .map(|i| record(&format!("s{i}"), &body(MessageId::new()), 1))
+        .collect();
     assert_eq!(run(&d, ids).await.len(), 3);
     assert!(d.upstream.calls.lock().unwrap().is_empty());
 }
@@ -345,12 +461,21 @@ async fn the_kill_switch_defers_everything_and_sends_nothing() {
 async fn redis_down_fails_closed() {
     let mut d = deps();
     d.store.down = true;
-    assert_eq!(run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await, vec!["s1"]);
+    assert_eq!(
+        run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
+        vec!["s1"]
+    );
     assert!(d.upstream.calls.lock().unwrap().is_empty());
     let d = deps();
     d.limiter.script.lock().unwrap().push_back(Err(()));
-    assert_eq!(run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await, vec!["s1"]);
-    assert!(d.upstream.calls.lock().unwrap().is_empty(), "no token, no send");
+    assert_eq!(
+        run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
+        vec!["s1"]
+    );
+    assert!(
+        d.upstream.calls.lock().unwrap().is_empty(),
+        "no token, no send"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +483,14 @@ async fn a_record_without_an_id_never_fails_the_batch() {
     let d = deps();
     let mut r = record("", "{nope", 1);
     r.message_id = None;
-    d.limiter.script.lock().unwrap().push_back(Ok(Decision::Throttled { wait: Duration::from_secs(1), tokens: 0.0 }));
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Throttled {
+            wait: Duration::from_secs(1),
+            tokens: 0.0,
+        }));
     let mut r2 = record("", &body(MessageId::new()), 1);
     r2.message_id = None;
     let failures = run(&d, vec![r, r2, record("s3", &body(MessageId::new()), 1)]).await;
@@ -369,8 +501,14 @@ async fn a_record_without_an_id_never_fails_the_batch() {
 async fn the_sample_events_are_handled() {
     for (name, ev) in [
         ("one", include_str!("../../../events/sqs-one-message.json")),
-        ("mixed", include_str!("../../../events/sqs-mixed-poison.json")),
-        ("priorities", include_str!("../../../events/sqs-priorities.json")),
+        (
+            "mixed",
+            include_str!("../../../events/sqs-mixed-poison.json"),
+        ),
+        (
+            "priorities",
+            include_str!("../../../events/sqs-priorities.json"),
+        ),
     ] {
         let d = deps();
         let ev: SqsEvent = serde_json::from_str(ev).unwrap();

@@ -215,9 +215,24 @@ mod tests {
 
     #[test]
     fn denied_call_does_not_touch_the_bucket() {
-        let rate = Rate { per_minute: 10.0, burst: 1.0 };
-        let bucket = Some(BucketState { tokens: 0.5, ts_us: T0 });
-        let out = decide(rate, Input { bucket, horizon_us: None, pause_us: None, now_us: T0, reserve: 0.0 });
+        let rate = Rate {
+            per_minute: 10.0,
+            burst: 1.0,
+        };
+        let bucket = Some(BucketState {
+            tokens: 0.5,
+            ts_us: T0,
+        });
+        let out = decide(
+            rate,
+            Input {
+                bucket,
+                horizon_us: None,
+                pause_us: None,
+                now_us: T0,
+                reserve: 0.0,
+            },
+        );
         assert!(!out.decision.is_allowed());
         assert_eq!(out.bucket, None);
         assert_eq!(out.decision.wait(), Duration::from_secs(3));
@@ -292,9 +307,26 @@ mod tests {
 
     #[test]
     fn paused_account_waits_for_the_upstream() {
-        let rate = Rate { per_minute: 10.0, burst: 10.0 };
-        let out = decide(rate, Input { bucket: None, horizon_us: None, pause_us: Some(2 * SEC), now_us: T0, reserve: 0.0 });
-        assert_eq!(out.decision, Decision::Paused { wait: Duration::from_secs(2) });
+        let rate = Rate {
+            per_minute: 10.0,
+            burst: 10.0,
+        };
+        let out = decide(
+            rate,
+            Input {
+                bucket: None,
+                horizon_us: None,
+                pause_us: Some(2 * SEC),
+                now_us: T0,
+                reserve: 0.0,
+            },
+        );
+        assert_eq!(
+            out.decision,
+            Decision::Paused {
+                wait: Duration::from_secs(2)
+            }
+        );
         assert_eq!(out.bucket, None);
     }
 

@@ -40,6 +40,9 @@ pub enum LimiterError {
     Reply(String),
 }
 
+/// `HMGET bucket tokens ts`, `PTTL pause`, `TIME`.
+type ViewReply = ((Option<f64>, Option<u64>), i64, (u64, u64));
+
 /// A bucket as `GET /v1/status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketView {
@@ -122,22 +125,23 @@ impl RedisLimiter {
     /// Reads an account's bucket without taking from it.
     pub async fn view(&self, account: &AccountId) -> Result<BucketView, LimiterError> {
         let mut conn = self.conn.clone();
-        let ((tokens, ts), pause_ms, (secs, micros)): ((Option<f64>, Option<u64>), i64, (u64, u64)) =
-            redis::pipe()
-                .cmd("HMGET")
-                .arg(keys::bucket(account))
-                .arg("tokens")
-                .arg("ts")
-                .cmd("PTTL")
-                .arg(keys::pause(account))
-                .cmd("TIME")
-                .query_async(&mut conn)
-                .await?;
+        let ((tokens, ts), pause_ms, (secs, micros)): ViewReply = redis::pipe()
+            .cmd("HMGET")
+            .arg(keys::bucket(account))
+            .arg("tokens")
+            .arg("ts")
+            .cmd("PTTL")
+            .arg(keys::pause(account))
+            .cmd("TIME")
+            .query_async(&mut conn)
+            .await?;
         let now = match self.config.clock {
             LimiterClock::Redis => secs * 1_000_000 + micros,
             LimiterClock::Client => self.client_now_us(),
         };
-        let state = tokens.zip(ts).map(|(tokens, ts_us)| BucketState { tokens, ts_us });
+        let state = tokens
+            .zip(ts)
+            .map(|(tokens, ts_us)| BucketState { tokens, ts_us });
         let rate = self.rate();
         Ok(BucketView {
             tokens: rate.tokens_at(state, now),
@@ -177,7 +181,9 @@ impl RedisLimiter {
         let tokens = tokens_milli as f64 / 1000.0;
         let wait = Duration::from_micros(wait_us.max(0) as u64);
         Ok(match (allowed, reason) {
-            (1, _) => Decision::Allowed { tokens_left: tokens },
+            (1, _) => Decision::Allowed {
+                tokens_left: tokens,
+            },
             (_, 2) => Decision::Paused { wait },
             _ => Decision::Throttled { wait, tokens },
         })
@@ -185,9 +191,18 @@ impl RedisLimiter {
 }
 
 impl Limiter for RedisLimiter {
-    async fn acquire(&self, account: &AccountId, priority: Priority) -> Result<Decision, LimiterError> {
-        self.acquire_raw(account, priority, self.reserve(priority), self.client_now_us())
-            .await
+    async fn acquire(
+        &self,
+        account: &AccountId,
+        priority: Priority,
+    ) -> Result<Decision, LimiterError> {
+        self.acquire_raw(
+            account,
+            priority,
+            self.reserve(priority),
+            self.client_now_us(),
+        )
+        .await
     }
 
     async fn pause(&self, account: &AccountId, wait: Duration) -> Result<(), LimiterError> {

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 
 #[derive(Parser)]
-#[command(name = "devctl", about = "Local stack commands for the outbound-messages service")]
+#[command(
+    name = "devctl",
+    about = "Local stack commands for the outbound-messages service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +56,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Token { account, ttl, secret } => {
+        Command::Token {
+            account,
+            ttl,
+            secret,
+        } => {
             shared::auth::account_from_sub(&account).context("ACCOUNT")?;
             let now = shared::now_ms() / 1000;
             let token = shared::auth::sign(&secret, &account, now, ttl)?;
@@ -86,7 +93,10 @@ async fn main() -> Result<()> {
             let main = sqs
                 .create_queue()
                 .queue_name(&name)
-                .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+                .attributes(
+                    QueueAttributeName::VisibilityTimeout,
+                    visibility_timeout.to_string(),
+                )
                 .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
                 .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
                 .send()
@@ -106,7 +116,9 @@ async fn main() -> Result<()> {
 }
 
 async fn client() -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     aws_sdk_sqs::Client::new(&config)
 }
 
@@ -142,7 +154,10 @@ async fn redrive(queue_url: &str, dlq_url: &str, dry_run: bool, max: usize) -> R
                 .and_then(|a| a.get(shared::queue::attr::DEAD_REASON))
                 .and_then(|v| v.string_value.clone())
                 .unwrap_or_else(|| "(redrive policy)".into());
-            println!("{} {id} reason: {reason}", if dry_run { "would move" } else { "moving" });
+            println!(
+                "{} {id} reason: {reason}",
+                if dry_run { "would move" } else { "moving" }
+            );
             if !dry_run {
                 let mut attrs = m.message_attributes.clone().unwrap_or_default();
                 attrs.remove(shared::queue::attr::DEAD_REASON);
@@ -156,11 +171,18 @@ async fn redrive(queue_url: &str, dlq_url: &str, dry_run: bool, max: usize) -> R
                 let Some(rh) = m.receipt_handle else {
                     bail!("DLQ message {id} has no receipt handle");
                 };
-                sqs.delete_message().queue_url(dlq_url).receipt_handle(rh).send().await?;
+                sqs.delete_message()
+                    .queue_url(dlq_url)
+                    .receipt_handle(rh)
+                    .send()
+                    .await?;
             }
             moved += 1;
         }
     }
-    println!("{moved} message(s) {}", if dry_run { "would be moved" } else { "moved" });
+    println!(
+        "{moved} message(s) {}",
+        if dry_run { "would be moved" } else { "moved" }
+    );
     Ok(())
 }
