@@ -54,6 +54,16 @@ pub struct LimiterConfig {
     pub clock: LimiterClock,
 }
 
+/// What the consumer does with a message the limiter denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferralStrategy {
+    /// Hide it until its slot (spread behind earlier deferrals): the default.
+    Spread,
+    /// Report it as a batch item failure and let the queue's visibility
+    /// timeout bring it back: the naive baseline the benchmark compares with.
+    Naive,
+}
+
 /// Where the OnlyFans API token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -100,6 +110,11 @@ pub struct Config {
     pub upstream_connect_timeout: Duration,
     /// `METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics.
     pub metrics_namespace: String,
+    /// `DEFERRAL_STRATEGY`: `spread` (default) or `naive` (benchmark baseline).
+    pub deferral: DeferralStrategy,
+    /// `IN_PROCESS_WAIT_MS`: limiter waits up to this long are waited out in
+    /// the invocation instead of deferred through SQS (default 1500).
+    pub in_process_wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -221,6 +236,20 @@ impl Config {
             });
         }
         let ms = |name, default| env.parse::<u64>(name, default).map(Duration::from_millis);
+        let deferral = match env
+            .or("DEFERRAL_STRATEGY", "spread")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "spread" => DeferralStrategy::Spread,
+            "naive" => DeferralStrategy::Naive,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "DEFERRAL_STRATEGY",
+                    reason: format!("expected spread or naive (got {other:?})"),
+                });
+            }
+        };
         Ok(Self {
             redis_url: Secret::new(redis_url),
             redis_auth_secret_arn: env.get("REDIS_AUTH_SECRET_ARN"),
@@ -239,6 +268,8 @@ impl Config {
             upstream_timeout: ms("UPSTREAM_TIMEOUT_MS", 10_000)?,
             upstream_connect_timeout: ms("UPSTREAM_CONNECT_TIMEOUT_MS", 2_000)?,
             metrics_namespace: env.or("METRICS_NAMESPACE", "OutboundMessages"),
+            deferral,
+            in_process_wait: ms("IN_PROCESS_WAIT_MS", 1500)?,
         })
     }
 
@@ -297,6 +328,8 @@ mod tests {
             ("LIMITER_CLOCK", "sundial"),
             ("REDIS_URL", "http://x"),
             ("MAX_RECEIVE_COUNT", "2"),
+            ("DEFERRAL_STRATEGY", "later"),
+            ("IN_PROCESS_WAIT_MS", "soon"),
         ] {
             let err = cfg(&[(k, v)]).unwrap_err();
             assert!(err.to_string().starts_with(k), "{k}: {err}");

@@ -70,7 +70,8 @@ async fn run() -> Result<(), Error> {
             max_receive_count: config.max_receive_count,
             claim_lease: config.upstream_timeout + Duration::from_secs(5),
             record_budget: config.upstream_timeout + Duration::from_secs(1),
-            in_process_wait: Duration::from_millis(1500),
+            in_process_wait: config.in_process_wait,
+            deferral: config.deferral,
         },
     });
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<_>| {

@@ -59,6 +59,9 @@ pub struct Settings {
     pub record_budget: Duration,
     /// Waits up to this long are waited out in process rather than deferred.
     pub in_process_wait: Duration,
+    /// `Naive`: a throttled message is only reported as a batch item failure
+    /// (the benchmark's baseline), not hidden until its slot.
+    pub deferral: shared::config::DeferralStrategy,
 }
 
 /// Everything processing needs, built once at cold start.
@@ -236,6 +239,9 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                         waited += 1;
                         tokio::time::sleep(wait).await;
                         continue;
+                    }
+                    if s.deferral == shared::config::DeferralStrategy::Naive {
+                        return Disposition::Retry;
                     }
                     let why = match d {
                         Decision::Paused { .. } => "account paused by the upstream's Retry-After",

@@ -188,6 +188,7 @@ fn deps() -> TestDeps {
             claim_lease: Duration::from_secs(15),
             record_budget: Duration::from_secs(11),
             in_process_wait: Duration::ZERO,
+            deferral: shared::config::DeferralStrategy::Spread,
         },
     }
 }
@@ -301,6 +302,28 @@ async fn throttled_messages_are_deferred_not_failed() {
     assert_eq!(r.status, Status::Deferred);
     assert_eq!(r.attempts, 0, "a wait is not an attempt");
     assert!(d.upstream.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_naive_baseline_only_reports_a_failure() {
+    let mut d = deps();
+    d.settings.deferral = shared::config::DeferralStrategy::Naive;
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Throttled {
+            wait: Duration::from_secs(4),
+            tokens: 0.0,
+        }));
+    assert_eq!(
+        run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
+        vec!["s1"]
+    );
+    assert!(
+        d.queue.deferred.lock().unwrap().is_empty(),
+        "visibility left to the queue"
+    );
 }
 
 #[tokio::test]
