@@ -23,6 +23,10 @@ redrive: ## Move DLQ messages back to the main queue (DRY_RUN=1 lists them)
 	@source scripts/env.sh && source $$STACK_DIR/stack.env && \
 	  cargo run --quiet -p devctl -- redrive $(if $(DRY_RUN),--dry-run,)
 
+replay: ## Move the producer's outbox (accepted while SQS was down) to the queue
+	@source scripts/env.sh && source $$STACK_DIR/stack.env && \
+	  cargo run --quiet -p devctl -- replay
+
 bench: ## Benchmarks: target/bench/report.{json,md}
 	@scripts/bench.sh
 

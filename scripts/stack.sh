@@ -109,6 +109,8 @@ ENV
     -d '{"Records":[]}' "$CONSUMER_INVOKE_URL"
 
   start poller "$ROOT/target/debug/sqs-trigger"
+  # The local stand-in for the EventBridge schedule that replays the outbox.
+  start replay "$ROOT/target/debug/devctl" replay --every 5
 
   cat >"$STACK_DIR/stack.env" <<ENV
 export QUEUE_URL=$QUEUE_URL

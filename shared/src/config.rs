@@ -115,6 +115,9 @@ pub struct Config {
     /// `IN_PROCESS_WAIT_MS`: limiter waits up to this long are waited out in
     /// the invocation instead of deferred through SQS (default 1500).
     pub in_process_wait: Duration,
+    /// `BREAKER_FAILURE_THRESHOLD` (default 5) and `BREAKER_OPEN_SECS`
+    /// (default 30): the circuit breakers around SQS and the OnlyFans API.
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -270,6 +273,10 @@ impl Config {
             metrics_namespace: env.or("METRICS_NAMESPACE", "OutboundMessages"),
             deferral,
             in_process_wait: ms("IN_PROCESS_WAIT_MS", 1500)?,
+            breaker: crate::breaker::BreakerConfig {
+                failure_threshold: env.parse("BREAKER_FAILURE_THRESHOLD", 5)?,
+                open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS", 30)?),
+            },
         })
     }
 

@@ -20,18 +20,22 @@
 //! - [`delivery`]: the OnlyFans client and the classification of its answers.
 //! - [`store`]: status records, idempotency keys and send claims in Redis.
 //! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics.
+//! - [`outbox`]: the producer's Redis-stream fallback while SQS is down, and its replay.
+//! - [`breaker`]: circuit breakers around SQS (producer) and the OnlyFans API (consumer).
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
 //! - [`secrets`]: Secrets Manager reads (API token, Redis AUTH) at cold start.
 //! - [`telemetry`]: JSON logs through `tracing` and CloudWatch EMF metrics.
 //! - [`keys`]: the Redis key layout (every key of an account shares one hash tag).
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod delivery;
 pub mod intake;
 pub mod keys;
 pub mod limiter;
 pub mod message;
+pub mod outbox;
 pub mod problem;
 pub mod queue;
 pub mod rollout;

@@ -139,6 +139,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return ARGV[1]
 ";
 
+/// Gives a `dead` message a fresh start (operator redrive): `queued`, no
+/// attempts. Any other status is left alone; a `sent` message is never revived.
+const REVIVE: &str = r"
+if redis.call('HGET', KEYS[1], 'status') ~= 'dead' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0')
+redis.call('HDEL', KEYS[1], 'lastError')
+return 1
+";
+
 /// Releases a claim only if this owner still holds it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -154,6 +165,7 @@ pub struct RedisStore {
     ttl: Duration,
     transition: redis::Script,
     release: redis::Script,
+    revive: redis::Script,
 }
 
 impl RedisStore {
@@ -163,6 +175,7 @@ impl RedisStore {
             ttl: status_ttl,
             transition: redis::Script::new(TRANSITION),
             release: redis::Script::new(RELEASE),
+            revive: redis::Script::new(REVIVE),
         }
     }
 
@@ -395,6 +408,18 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Resets a `dead` message to `queued` with no attempts, for a redrive;
+    /// `true` if it was dead.
+    pub async fn revive(&self, account: &AccountId, id: &MessageId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .revive
+            .key(keys::status(account, id))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
     }
 
     /// `PING`, for `/health`.

@@ -104,14 +104,6 @@ impl Metrics {
         })
     }
 
-    /// A recorder that writes nothing (unit tests).
-    pub fn silent(namespace: impl Into<String>, service: &'static str) -> Self {
-        Self {
-            enabled: false,
-            ..Self::new(namespace, service)
-        }
-    }
-
     /// A `Metrics` that writes nothing: unit tests, whose output EMF lines
     /// would only clutter (`METRICS_DISABLED` is process-wide).
     pub fn disabled(namespace: impl Into<String>, service: &'static str) -> Self {

@@ -316,3 +316,34 @@ async fn claims_exclude_each_other_and_release_only_by_owner() {
         ClaimOutcome::Claimed
     );
 }
+
+#[tokio::test]
+async fn only_dead_messages_are_revived() {
+    let s = RedisStore::new(conn().await, Duration::from_secs(60));
+    let a = account("revive");
+    let (dead, sent) = (MessageId::new(), MessageId::new());
+    let created = OffsetDateTime::now_utc();
+    let fb = Some((Priority::High, created));
+    let t = |e: &str| Transition {
+        attempts: Some(5),
+        last_error: Some(e.into()),
+        ..Transition::default()
+    };
+    s.transition(&a, &dead, Status::Dead, t("gave up"), fb)
+        .await
+        .unwrap();
+    s.transition(&a, &sent, Status::Sent, t("x"), fb)
+        .await
+        .unwrap();
+    assert!(s.revive(&a, &dead).await.unwrap());
+    assert!(!s.revive(&a, &sent).await.unwrap());
+    let r = s.get(&a, &dead).await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.attempts, r.last_error),
+        (Status::Queued, 0, None)
+    );
+    assert_eq!(
+        s.get(&a, &sent).await.unwrap().unwrap().status,
+        Status::Sent
+    );
+}

@@ -3,6 +3,7 @@
 use consumer::ports::OnlyFans;
 use consumer::process::{Deps, Settings};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::breaker::Breaker;
 use shared::config::{Config, TokenSource};
 use shared::delivery::OnlyFansClient;
 use shared::limiter::RedisLimiter;
@@ -64,6 +65,7 @@ async fn run() -> Result<(), Error> {
         upstream: OnlyFans { client, secrets },
         limiter: RedisLimiter::new(conn, config.limiter),
         metrics: Metrics::new(config.metrics_namespace.clone(), "consumer"),
+        breaker: Breaker::new(config.breaker),
         settings: Settings {
             enabled: config.enabled,
             max_attempts: config.max_attempts.get(),

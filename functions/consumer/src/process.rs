@@ -17,6 +17,7 @@
 use crate::ports::{Attributes, Queue, Store, Upstream};
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_sqs::types::MessageAttributeValue;
+use shared::breaker::{Breaker, Permit};
 use shared::delivery::{Outcome, backoff};
 use shared::limiter::{Decision, Limiter};
 use shared::message::{Priority, QueueMessage};
@@ -72,6 +73,8 @@ pub struct Deps<S, Q, U, L> {
     pub limiter: L,
     pub metrics: Metrics,
     pub settings: Settings,
+    /// Guards the OnlyFans API: while open, messages are deferred uncalled.
+    pub breaker: Breaker,
 }
 
 /// What is known about a record before its body is trusted.
@@ -227,6 +230,14 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         }
         let attempts_before = record.as_ref().map_or(0, |r| r.attempts);
 
+        // An upstream that keeps failing is left alone for a while: the
+        // message waits (no token taken, no attempt counted).
+        if let Permit::Refused { retry_in } = self.breaker.permit() {
+            return self
+                .defer(env, msg, retry_in, None, "upstream circuit open")
+                .await;
+        }
+
         // Take a token, waiting out short waits in process.
         let mut waited = 0;
         loop {
@@ -271,6 +282,11 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         self.metrics
             .latency(Metric::UpstreamLatency, call.latency, msg.priority);
         let attempts = attempts_before + 1;
+        match &call.outcome {
+            Outcome::Transient { .. } => self.breaker.failure(),
+            Outcome::Unauthorized { .. } => {}
+            _ => self.breaker.success(),
+        }
         let call_kind = match call.outcome {
             Outcome::Unauthorized { .. } => CallKind::Unauthorized,
             _ => CallKind::Other,

@@ -5,6 +5,7 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use consumer::ports::{Attributes, Queue, Store, Upstream};
 use consumer::process::{Deps, Settings};
+use shared::breaker::{Breaker, BreakerConfig};
 use shared::delivery::{CallResult, Outcome};
 use shared::limiter::{Decision, Limiter, LimiterError};
 use shared::message::{AccountId, MessageId, Priority, QueueMessage};
@@ -180,7 +181,11 @@ fn deps() -> TestDeps {
         queue: FakeQueue::default(),
         upstream: FakeUpstream::default(),
         limiter: FakeLimiter::default(),
-        metrics: Metrics::silent("Test", "consumer"),
+        metrics: Metrics::disabled("Test", "consumer"),
+        breaker: Breaker::new(BreakerConfig {
+            failure_threshold: 3,
+            open_for: Duration::from_secs(30),
+        }),
         settings: Settings {
             enabled: true,
             max_attempts: 3,
@@ -402,6 +407,38 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
             .1
             .contains("gave up after 3 attempts")
     );
+}
+
+#[tokio::test]
+async fn an_open_upstream_circuit_defers_without_calling() {
+    let d = deps();
+    for _ in 0..3 {
+        d.upstream
+            .script
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Transient {
+                reason: "upstream answered 503".into(),
+            });
+    }
+    let ids: Vec<_> = (0..4)
+        .map(|i| record(&format!("s{i}"), &body(MessageId::new()), 1))
+        .collect();
+    assert_eq!(run(&d, ids).await.len(), 4);
+    assert_eq!(
+        d.upstream.calls.lock().unwrap().len(),
+        3,
+        "the fourth waits for the circuit"
+    );
+    let waits: Vec<_> = d
+        .queue
+        .deferred
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, w)| *w)
+        .collect();
+    assert_eq!(waits[3], Duration::from_secs(30));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 
 use shared::limiter::{BucketView, LimiterError, RedisLimiter};
 use shared::message::{AccountId, MessageId, Priority};
+use shared::outbox::ResilientQueue;
 use shared::queue::{QueueError, QueueStats, SqsQueue};
 use shared::store::{IdempotencyState, RedisStore, StatusRecord, StoreError};
 use time::OffsetDateTime;
@@ -140,6 +141,16 @@ impl QueueInfo for SqsQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         SqsQueue::ping(self).await
+    }
+}
+
+impl QueueInfo for ResilientQueue {
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.sqs.stats().await
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.sqs.ping().await
     }
 }
 

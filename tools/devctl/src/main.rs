@@ -38,12 +38,26 @@ enum Command {
         #[arg(long, env = "MAX_RECEIVE_COUNT", default_value_t = 100)]
         max_receive_count: u32,
     },
+    /// Moves the producer's outbox (messages accepted while SQS was down) to
+    /// the main queue, in order. With --every, keeps doing so until stopped.
+    Replay {
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// Repeat every this many seconds (the local stand-in for the
+        /// EventBridge schedule that runs the replay in AWS).
+        #[arg(long)]
+        every: Option<u64>,
+    },
     /// Moves messages from the DLQ back to the main queue.
     Redrive {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
         #[arg(long, env = "DLQ_URL")]
         dlq_url: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
         /// List what would move, move nothing.
         #[arg(long)]
         dry_run: bool,
@@ -108,9 +122,36 @@ async fn main() -> Result<()> {
         Command::Redrive {
             queue_url,
             dlq_url,
+            redis_url,
             dry_run,
             max,
-        } => redrive(&queue_url, &dlq_url, dry_run, max).await?,
+        } => redrive(&queue_url, &dlq_url, &redis_url, dry_run, max).await?,
+        Command::Replay {
+            queue_url,
+            redis_url,
+            every,
+        } => {
+            let conn = shared::store::connect(&redis_url)
+                .await
+                .context("connecting to Redis")?;
+            let outbox = shared::outbox::Outbox::new(conn);
+            let sqs = shared::queue::SqsQueue::new(client().await, queue_url, None);
+            loop {
+                match outbox.replay(&sqs, shared::outbox::REPLAY_BATCH).await {
+                    Ok(stats) if stats.moved > 0 || every.is_none() => {
+                        println!(
+                            "moved {} message(s) from the outbox; {} remaining",
+                            stats.moved, stats.remaining
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) if every.is_some() => eprintln!("outbox replay failed: {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+                let Some(secs) = every else { break };
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            }
+        }
     }
     Ok(())
 }
@@ -122,8 +163,20 @@ async fn client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
-async fn redrive(queue_url: &str, dlq_url: &str, dry_run: bool, max: usize) -> Result<()> {
+async fn redrive(
+    queue_url: &str,
+    dlq_url: &str,
+    redis_url: &str,
+    dry_run: bool,
+    max: usize,
+) -> Result<()> {
     let sqs = client().await;
+    let store = shared::store::RedisStore::new(
+        shared::store::connect(redis_url)
+            .await
+            .context("connecting to Redis")?,
+        std::time::Duration::from_secs(7 * 24 * 3600),
+    );
     let mut moved = 0;
     let mut seen = HashMap::new();
     while moved < max {
@@ -159,6 +212,14 @@ async fn redrive(queue_url: &str, dlq_url: &str, dry_run: bool, max: usize) -> R
                 if dry_run { "would move" } else { "moving" }
             );
             if !dry_run {
+                // A dead message starts over (status queued, no attempts);
+                // poison bodies go back as they are and will be dead-lettered
+                // again unless the consumer learned to read them.
+                if let Ok(msg) =
+                    shared::message::QueueMessage::parse(m.body.as_deref().unwrap_or_default())
+                {
+                    store.revive(&msg.account_id, &msg.message_id).await?;
+                }
                 let mut attrs = m.message_attributes.clone().unwrap_or_default();
                 attrs.remove(shared::queue::attr::DEAD_REASON);
                 sqs.send_message()

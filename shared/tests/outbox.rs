@@ -1,0 +1,138 @@
+//! The outbox against the real Redis and the real SQS-compatible server
+//! (`AWS_ENDPOINT_URL_SQS`, which `make test` sets).
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use shared::breaker::{Breaker, BreakerConfig};
+use shared::message::{
+    AccountId, Content, MediaUrls, MessageId, NewMessage, Priority, QueueMessage, RecipientId,
+};
+use shared::outbox::{Outbox, ResilientQueue};
+use shared::queue::{Enqueue, SqsQueue};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+async fn sqs() -> aws_sdk_sqs::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(),
+        "AWS_ENDPOINT_URL_SQS must point at the SQS-compatible server (make test sets it)"
+    );
+    shared::queue::sqs_client().await
+}
+
+fn message(i: usize) -> QueueMessage {
+    QueueMessage::new(
+        MessageId::new(),
+        AccountId::parse("t_outbox").unwrap(),
+        NewMessage {
+            recipient_id: RecipientId::parse(&format!("fan_{i}")).unwrap(),
+            content: Content::parse("hello").unwrap(),
+            priority: Priority::Low,
+            media_urls: MediaUrls::default(),
+        },
+        OffsetDateTime::now_utc(),
+    )
+}
+
+#[tokio::test]
+async fn sqs_down_falls_back_to_the_outbox_and_replay_moves_in_order() {
+    let client = sqs().await;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let conn = shared::store::connect(&url).await.unwrap();
+    let key = format!("of:test-outbox:{}", uuid::Uuid::new_v4().simple());
+    let outbox = Outbox::with_key(conn, key);
+
+    // A queue that does not exist: every send fails, as with SQS down.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap();
+    let missing = SqsQueue::new(
+        client.clone(),
+        format!("{endpoint}/123456789012/missing-{}", uuid::Uuid::new_v4()),
+        None,
+    );
+    let resilient = ResilientQueue {
+        sqs: missing,
+        outbox: outbox.clone(),
+        breaker: Breaker::new(BreakerConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(60),
+        }),
+    };
+    let msgs: Vec<QueueMessage> = (0..5).map(message).collect();
+    for m in &msgs {
+        resilient
+            .enqueue(
+                m,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        resilient.breaker.is_open(),
+        "two failures open the breaker; later sends skip SQS"
+    );
+    assert_eq!(outbox.waiting().await.unwrap(), 5);
+
+    // SQS is back: replay moves every entry, in order, and empties the outbox.
+    let name = format!("outbox-{}", uuid::Uuid::new_v4().simple());
+    let queue_url = client
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsQueue::new(client.clone(), queue_url.clone(), None);
+    let stats = outbox.replay(&queue, 100).await.unwrap();
+    assert_eq!((stats.moved, stats.remaining, stats.skipped), (5, 0, false));
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let out = client
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let attrs = m.message_attributes.clone().unwrap_or_default();
+            assert_eq!(
+                attrs
+                    .get("priority")
+                    .and_then(|a| a.string_value.as_deref()),
+                Some("low")
+            );
+            assert!(attrs.contains_key("traceparent"));
+            got.push(QueueMessage::parse(m.body.as_deref().unwrap()).unwrap());
+        }
+        if got.len() == 5 {
+            break;
+        }
+    }
+    assert_eq!(
+        got.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+        msgs.iter().map(|m| m.message_id).collect::<Vec<_>>()
+    );
+    // A second replay finds nothing to move.
+    assert_eq!(outbox.replay(&queue, 100).await.unwrap().moved, 0);
+}
+
+#[tokio::test]
+async fn neither_sqs_nor_redis_is_an_error() {
+    let client = sqs().await;
+    // A Redis that is not there (lazy manager: fails on use).
+    let conn = shared::store::connect_lazy("redis://127.0.0.1:1").unwrap();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap();
+    let resilient = ResilientQueue {
+        sqs: SqsQueue::new(
+            client,
+            format!("{endpoint}/123456789012/missing-{}", uuid::Uuid::new_v4()),
+            None,
+        ),
+        outbox: Outbox::with_key(conn, "of:test-outbox:none"),
+        breaker: Breaker::new(BreakerConfig::default()),
+    };
+    assert!(resilient.enqueue(&message(0), None).await.is_err());
+}
