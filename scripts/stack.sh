@@ -120,6 +120,8 @@ ENV
 }
 
 banner() {
+  # shellcheck disable=SC1091
+  source "$STACK_DIR/stack.env"
   local token
   token=$("$ROOT/target/debug/devctl" token acct_1)
   cat <<INFO
@@ -150,7 +152,8 @@ case "${1:-}" in
   down) stop_all ;;
   dev)
     bash "$0" _up || { log "start-up failed; stopping what was started"; stop_all; exit 1; }
-    trap 'echo; stop_all; exit 0' INT TERM
+    trap 'stop_all' EXIT
+    trap 'echo; exit 0' INT TERM
     banner
     tail -n 0 -F "$LOGS"/*.log &
     wait

@@ -16,6 +16,10 @@ use time::format_description::well_known::Rfc3339;
 
 /// How long an `Idempotency-Key` is remembered (the contract's 24 h).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a reservation stays `pending`: longer than any request can take
+/// (API Gateway gives up after 30 s), short enough that a producer that died
+/// mid-request does not block the key for a day.
+pub const IDEMPOTENCY_PENDING_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -310,7 +314,7 @@ impl RedisStore {
             .arg(&value)
             .arg("NX")
             .arg("EX")
-            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(IDEMPOTENCY_PENDING_TTL.as_secs())
             .query_async(&mut conn)
             .await?;
         if set.is_some() {
@@ -333,7 +337,7 @@ impl RedisStore {
         }
     }
 
-    /// Marks a reserved key as answered with `id` (keeps its TTL).
+    /// Marks a reserved key as answered with `id`, remembered for 24 h.
     pub async fn complete_idempotency(
         &self,
         account: &AccountId,
@@ -346,7 +350,8 @@ impl RedisStore {
             .arg(keys::idempotency(account, key))
             .arg(format!("done|{fingerprint}|{id}"))
             .arg("XX")
-            .arg("KEEPTTL")
+            .arg("EX")
+            .arg(IDEMPOTENCY_TTL.as_secs())
             .query_async(&mut conn)
             .await?;
         Ok(())

@@ -134,12 +134,20 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             Ok(m) => m,
             Err(reason) => return self.poison(&env, &reason.to_string()).await,
         };
+        // The producer's trace context travels in a message attribute; the
+        // span carries it so one request can be followed into delivery.
+        let traceparent = env
+            .attributes
+            .get(attr::TRACEPARENT)
+            .and_then(|a| a.string_value())
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "message",
             message_id = %msg.message_id,
             account_id = %msg.account_id,
             sqs_message_id = env.sqs_id,
             priority = %msg.priority,
+            traceparent,
         );
         tracing::Instrument::instrument(self.deliver(&env, &msg, owner), span).await
     }
