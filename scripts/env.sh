@@ -39,8 +39,15 @@ export MAX_CONCURRENCY="${MAX_CONCURRENCY:-2}"
 export METRICS_DISABLED="${METRICS_DISABLED:-true}"
 export RUST_LOG="${RUST_LOG:-info}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# cargo lambda watch 1.9.2 crashes the Lambda runtime client of the functions
+# it restarts after a file change (a /next answer without a request id), so
+# the stack does not hot-reload: after a code change, Ctrl-C and `make dev`.
+# WATCH_FLAGS= (empty) turns hot reload back on.
+export WATCH_FLAGS="${WATCH_FLAGS---ignore-changes}"
 
-log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }
+# Never fails: when `make dev` is piped (| tee) and Ctrl-C ends the reader,
+# the clean-up must still run to the end.
+log() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2 2>/dev/null || true; }
 
 # True when something answers TCP on host:port.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

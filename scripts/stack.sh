@@ -98,10 +98,15 @@ AUTH_JWT_SECRET=$AUTH_JWT_SECRET
 METRICS_DISABLED=$METRICS_DISABLED
 RUST_LOG=$RUST_LOG
 ENV
+  # No `--timeout`: cargo lambda watch applies it to every route, the runtime
+  # API's long poll for the next event included, so a function left idle that
+  # long got a 408 without a request id, its runtime panicked, and watch never
+  # starts a function again once its process has exited. Invocations are
+  # bounded by their caller (the poller's INVOKE_TIMEOUT_MS) and by the
+  # consumer's own deadline (FUNCTION_TIMEOUT_SECS) instead.
   # shellcheck disable=SC2086
   start lambda cargo-lambda lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" \
-    --env-file "$STACK_DIR/functions.env" \
-    --timeout "$CONSUMER_TIMEOUT_SECS" ${WATCH_FLAGS:-}
+    --env-file "$STACK_DIR/functions.env" ${WATCH_FLAGS:-}
   wait_for 60 "cargo lambda watch" port_open 127.0.0.1 "$LAMBDA_PORT"
   log "warming both functions (each compiles on its first request)"
   wait_for 600 "the producer" http_ok "$PRODUCER_URL/health"
@@ -153,7 +158,8 @@ case "${1:-}" in
   dev)
     bash "$0" _up || { log "start-up failed; stopping what was started"; stop_all; exit 1; }
     trap 'stop_all' EXIT
-    trap 'echo; exit 0' INT TERM
+    trap 'exit 0' INT TERM
+    trap '' PIPE
     banner
     tail -n 0 -F "$LOGS"/*.log &
     wait

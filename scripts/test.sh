@@ -12,7 +12,6 @@ export RATE_LIMIT_PER_MINUTE="${TEST_RATE_LIMIT_PER_MINUTE:-600}"
 export RATE_LIMIT_BURST="${TEST_RATE_LIMIT_BURST:-10}"
 export MAX_CONCURRENCY="${TEST_MAX_CONCURRENCY:-8}"
 export MAX_ATTEMPTS="${TEST_MAX_ATTEMPTS:-3}"
-export WATCH_FLAGS="--ignore-changes"
 export STACK_DIR="$ROOT/.stack/test"
 
 "$ROOT/scripts/setup.sh"
