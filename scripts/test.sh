@@ -31,3 +31,6 @@ echo "== template checks"
 echo "== lint (fmt, clippy)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== deployable artifacts (cargo lambda build --release --arm64, as sam build runs it)"
+"$ROOT/scripts/build-lambdas.sh"
