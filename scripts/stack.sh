@@ -18,7 +18,7 @@ start() { # start NAME COMMAND... : own process group (setsid), PID recorded
   mkdir -p "$LOGS"
   setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
   echo "$name $!" >>"$PIDS"
-  log "started $name (pid $!, log .stack/logs/$name.log)"
+  log "started $name (pid $!, log ${LOGS#$ROOT/}/$name.log)"
 }
 
 stop_all() {
