@@ -26,6 +26,10 @@ pub mod attr {
     pub const DEAD_REASON: &str = "deadReason";
     /// Real delivery attempts carried over when a message is re-enqueued.
     pub const ATTEMPTS: &str = "attempts";
+    /// On a copy of a delivered message whose `sent` status Redis could not
+    /// take: the outcome (JSON: attempts, sentAt, upstreamMessageId), which
+    /// the consumer only records.
+    pub const SENT_RECORD: &str = "sentRecord";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -320,6 +320,51 @@ impl Stack {
     }
 }
 
+// Helpers added for the fault-injection suite (tests/faults/); the stack
+// tests use them as well as they like.
+impl Stack {
+    /// Removes every fault rule from the stub (`DELETE /__faults`).
+    pub async fn stub_clear_faults(&self) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!("{}/__faults", self.stub_url))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("stub refused to clear its faults: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Depths of the main queue and the DLQ, through a client with short
+    /// timeouts (an unreachable SQS server fails the call instead of hanging).
+    pub async fn queue_stats(&self) -> Result<shared::queue::QueueStats> {
+        let queue = shared::queue::SqsQueue::new(
+            shared::queue::sqs_client().await,
+            self.queue_url.clone(),
+            Some(self.dlq_url.clone()),
+        );
+        Ok(queue.stats().await?)
+    }
+
+    /// Entries waiting in the producer's outbox (accepted while SQS was down).
+    pub async fn outbox_len(&self) -> Result<u64> {
+        let mut c = self.redis().await?;
+        Ok(redis::cmd("XLEN")
+            .arg(shared::keys::outbox())
+            .query_async(&mut c)
+            .await?)
+    }
+}
+
+/// The current wall-clock time in µs since the Unix epoch, comparable with
+/// the stub's `receivedAtUs`.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,17 @@ pub const PAUSED_DEFER: Duration = Duration::from_secs(60);
 /// How long a record waits when Redis cannot be reached (fail closed).
 pub const UNAVAILABLE_DEFER: Duration = Duration::from_secs(5);
 
+/// What the `sentRecord` attribute carries: the outcome of a delivery whose
+/// status could not be written at the time.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SentRecord {
+    attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    sent_at: OffsetDateTime,
+    upstream_message_id: Option<String>,
+}
+
 /// What the trigger should do with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -177,6 +188,13 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
 
     async fn deliver(&self, env: &Envelope<'_>, msg: &QueueMessage, owner: &str) -> Disposition {
         let s = &self.settings;
+        if let Some(record) = env
+            .attributes
+            .get(attr::SENT_RECORD)
+            .and_then(|a| a.string_value())
+        {
+            return self.record_sent_copy(env, msg, record).await;
+        }
         if !s.enabled {
             return self
                 .defer(
@@ -309,20 +327,9 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                     last_error: None,
                 };
                 // The message is out: whatever Redis says now, delete it
-                // rather than risk sending it twice.
-                if let Err(e) = self
-                    .store
-                    .transition(
-                        &msg.account_id,
-                        &msg.message_id,
-                        Status::Sent,
-                        change,
-                        fallback,
-                    )
-                    .await
-                {
-                    error!(error = %e, "sent, but the status record could not be updated");
-                }
+                // rather than risk sending it twice; but first make its
+                // status say so (Redis may be failing over right now).
+                self.record_sent(env, msg, change, fallback).await;
                 let latency = (now - msg.created_at).try_into().unwrap_or(Duration::ZERO);
                 self.metrics.count(Metric::MessagesSent, msg.priority);
                 self.metrics
@@ -392,6 +399,115 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                     "retrying after a transient failure",
                 )
                 .await
+            }
+        }
+    }
+
+    /// Records a delivered message as `sent`. A failed write is tried again
+    /// after a moment (the first command after a Redis restart fails while
+    /// the client reconnects). If Redis still cannot take it, the outcome
+    /// goes to SQS instead: a copy of the message carrying it in the
+    /// `sentRecord` attribute, which a later delivery only records
+    /// ([`Self::record_sent_copy`]). A status left `sending` would never
+    /// tell the sender that the message went out, and once this SQS message
+    /// is deleted nothing else would correct it.
+    async fn record_sent(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        change: Transition,
+        fallback: (Priority, OffsetDateTime),
+    ) {
+        let mut failure = None;
+        for pause in [0, 200, 800].map(Duration::from_millis) {
+            // One write's worst case (the 2 s Redis response timeout) must
+            // end before the deadline: a function killed at its timeout
+            // would have this message delivered again.
+            let left = env.deadline.saturating_duration_since(Instant::now());
+            if left < pause + Duration::from_millis(2500) {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            match self
+                .store
+                .transition(
+                    &msg.account_id,
+                    &msg.message_id,
+                    Status::Sent,
+                    change.clone(),
+                    fallback,
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        let failure = failure.unwrap_or_else(|| "no time left to write it".to_owned());
+        let record = SentRecord {
+            attempts: change.attempts.unwrap_or(1),
+            sent_at: change.sent_at.unwrap_or_else(OffsetDateTime::now_utc),
+            upstream_message_id: change.upstream_message_id,
+        };
+        let mut attrs = env.attributes.clone();
+        attrs.remove(attr::DEAD_REASON);
+        if let Ok(v) = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(serde_json::to_string(&record).unwrap_or_default())
+            .build()
+        {
+            attrs.insert(attr::SENT_RECORD.to_owned(), v);
+        }
+        match self.queue.requeue(env.body, attrs, UNAVAILABLE_DEFER).await {
+            Ok(()) => warn!(
+                error = failure,
+                "sent, but the status record could not be updated; a copy of the message will record it"
+            ),
+            Err(e) => error!(
+                error = failure,
+                queue_error = %e,
+                "sent, but neither Redis nor SQS took its status: it stays `sending`"
+            ),
+        }
+    }
+
+    /// A copy left by [`Self::record_sent`]: the message went out already,
+    /// so only its status is written (no claim, no token, no call). While
+    /// Redis still fails the copy waits and comes back.
+    async fn record_sent_copy(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        record: &str,
+    ) -> Disposition {
+        let Ok(record) = serde_json::from_str::<SentRecord>(record) else {
+            error!(record, "unreadable sentRecord attribute; dropping the copy");
+            return Disposition::Done;
+        };
+        let change = Transition {
+            attempts: Some(record.attempts),
+            sent_at: Some(record.sent_at),
+            upstream_message_id: record.upstream_message_id,
+            last_error: None,
+        };
+        match self
+            .store
+            .transition(
+                &msg.account_id,
+                &msg.message_id,
+                Status::Sent,
+                change,
+                (msg.priority, msg.created_at),
+            )
+            .await
+        {
+            Ok(_) => {
+                info!("recorded a delivery whose status could not be written at the time");
+                Disposition::Done
+            }
+            Err(e) => {
+                warn!(error = %e, "redis unavailable: the sent status waits");
+                self.defer_only(env, UNAVAILABLE_DEFER).await
             }
         }
     }

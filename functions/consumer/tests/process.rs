@@ -22,6 +22,9 @@ struct FakeStore {
     records: Mutex<HashMap<String, StatusRecord>>,
     claims: Mutex<HashMap<String, String>>,
     down: bool,
+    /// Writes of `sent` that fail before one succeeds (Redis failing over
+    /// just after the upstream answered).
+    sent_write_failures: Mutex<u32>,
 }
 
 fn k(a: &AccountId, id: &MessageId) -> String {
@@ -43,6 +46,13 @@ impl Store for FakeStore {
         c: Transition,
         fallback: (Priority, OffsetDateTime),
     ) -> Result<Option<Status>, StoreError> {
+        if to == Status::Sent {
+            let mut left = self.sent_write_failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError::Corrupt("failing over".into()));
+            }
+        }
         let mut recs = self.records.lock().unwrap();
         let r = recs.entry(k(a, id)).or_insert(StatusRecord {
             message_id: *id,
@@ -103,6 +113,7 @@ struct FakeQueue {
     deferred: Mutex<Vec<(String, Duration)>>,
     dead: Mutex<Vec<(String, String)>>,
     requeued: Mutex<Vec<(String, Duration)>>,
+    requeued_attributes: Mutex<Vec<Attributes>>,
 }
 
 impl Queue for FakeQueue {
@@ -119,8 +130,9 @@ impl Queue for FakeQueue {
         self.dead.lock().unwrap().push((body.into(), reason.into()));
         Ok(())
     }
-    async fn requeue(&self, body: &str, _a: Attributes, delay: Duration) -> Result<(), QueueError> {
+    async fn requeue(&self, body: &str, a: Attributes, delay: Duration) -> Result<(), QueueError> {
         self.requeued.lock().unwrap().push((body.into(), delay));
+        self.requeued_attributes.lock().unwrap().push(a);
         Ok(())
     }
 }
@@ -582,4 +594,49 @@ async fn the_sample_events_are_handled() {
             assert_eq!(dead, 2);
         }
     }
+}
+
+#[tokio::test]
+async fn a_sent_status_is_written_even_if_redis_fails_for_a_moment() {
+    let d = deps();
+    *d.store.sent_write_failures.lock().unwrap() = 2;
+    let id = MessageId::new();
+    let failed = run(&d, vec![record("s1", &body(id), 1)]).await;
+    assert!(failed.is_empty(), "sent: the record is deleted");
+    assert_eq!(d.upstream.calls.lock().unwrap().len(), 1);
+    let r = status(&d, id).await;
+    assert_eq!(r.status, Status::Sent, "{r:?}");
+    assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
+}
+
+#[tokio::test]
+async fn a_sent_status_redis_cannot_take_is_recorded_by_a_copy() {
+    let d = deps();
+    *d.store.sent_write_failures.lock().unwrap() = u32::MAX;
+    let id = MessageId::new();
+    let failed = run(&d, vec![record("s1", &body(id), 1)]).await;
+    assert!(failed.is_empty(), "sent: the record is deleted");
+    assert_eq!(status(&d, id).await.status, Status::Sending);
+    let (copy_body, _) = d.queue.requeued.lock().unwrap()[0].clone();
+    let attrs = d.queue.requeued_attributes.lock().unwrap()[0].clone();
+    let sent = attrs[shared::queue::attr::SENT_RECORD]
+        .string_value()
+        .unwrap()
+        .to_owned();
+
+    // Redis is back: the copy records the outcome, and calls nobody.
+    *d.store.sent_write_failures.lock().unwrap() = 0;
+    let mut copy = record("s2", &copy_body, 1);
+    let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+    a.string_value = Some(sent);
+    a.data_type = Some("String".into());
+    copy.message_attributes
+        .insert(shared::queue::attr::SENT_RECORD.into(), a);
+    let failed = run(&d, vec![copy]).await;
+    assert!(failed.is_empty());
+    assert_eq!(d.upstream.calls.lock().unwrap().len(), 1, "not sent again");
+    let r = status(&d, id).await;
+    assert_eq!(r.status, Status::Sent, "{r:?}");
+    assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
+    assert_eq!(r.attempts, 1);
 }
