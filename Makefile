@@ -36,3 +36,8 @@ lint: ## fmt check and clippy
 
 fmt:
 	cargo fmt --all
+
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz the parsers and the producer's handler: make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS=queue_message]
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)

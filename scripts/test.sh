@@ -24,6 +24,10 @@ source "$STACK_DIR/stack.env"
 echo "== cargo test (unit and integration, against the running stack)"
 cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 
+echo "== fault injection (tests/faults/, on its own stack and Redis once the main stack is stopped)"
+cleanup
+"$ROOT/scripts/faults.sh" test
+
 echo "== template checks"
 "$ROOT/scripts/check-template.sh"
 "$VENV/bin/python" -m pytest -q "$ROOT/tests/template"
@@ -34,3 +38,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== deployable artifacts (cargo lambda build --release --arm64, as sam build runs it)"
 "$ROOT/scripts/build-lambdas.sh"
+
+echo "== fuzz (cargo-fuzz on stable, every target at once for ${TEST_FUZZ_SECONDS:-20} s; make fuzz runs longer)"
+FUZZ_SECONDS="${TEST_FUZZ_SECONDS:-20}" "$ROOT/scripts/fuzz.sh"

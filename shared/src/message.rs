@@ -182,6 +182,12 @@ impl MediaUrls {
                 "must be at most {MEDIA_URL_MAX_LEN} bytes"
             )));
         }
+        // The URL parser strips leading and trailing spaces and control
+        // characters and drops tabs and newlines inside; the raw string is
+        // what goes upstream, so it must not hold any.
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("must not contain whitespace or control characters"));
+        }
         let url = url::Url::parse(raw).map_err(|_| invalid("must be an absolute URL"))?;
         if url.scheme() != "https" {
             return Err(invalid("must use https"));
@@ -468,6 +474,13 @@ mod tests {
         assert!(MediaUrls::parse_one("not a url").is_err());
         assert!(MediaUrls::parse_one("https://").is_err());
         assert!(MediaUrls::parse_one("https://user:pw@x.example/").is_err());
+        // Found by fuzzing: the URL parser accepts these, the raw string kept them.
+        assert!(MediaUrls::parse_one(" https://x.example/a").is_err());
+        assert!(MediaUrls::parse_one("https://x.example/a\n").is_err());
+        assert!(MediaUrls::parse_one("https://x.exa\tmple/a").is_err());
+        assert!(MediaUrls::parse_one("\u{0}https://x.example/a").is_err());
+        assert!(MediaUrls::parse_one("https://x.example/\u{a0}").is_err());
+        assert!(MediaUrls::parse_one("https://bücher.example/ä.png").is_ok());
         assert!(MediaUrls::parse_one(&format!("https://x.example/{}", "a".repeat(2100))).is_err());
         let ten = vec!["https://x.example/a".to_string(); 10];
         assert!(MediaUrls::new(ten.clone()).is_ok());
