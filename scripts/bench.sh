@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks. Writes target/bench/report.json, report.md,
+# accuracy.png and the parts they are made of (target/bench/*.json).
+#
+#   1. limiter throughput: RedisLimiter::acquire vs redis-benchmark EVALSHA
+#   2. delivery accuracy under backlog: spread deferral vs the naive baseline
+#   3. intake: the producer's handler in process, and over HTTP with wrk
+#   4. end to end: POST -> stub receipt
+#   5. footprint: arm64 zips, start -> first /next, consumer peak RSS
+#
+# It runs its own stack on its own ports and STACK_DIR (never the defaults
+# that `make test`/`make dev` use) and shares only the Redis server, in its
+# own database (BENCH_REDIS_DB, default 9: other stacks' global keys such as
+# the outbox stream stay apart), with account ids unique to the run; the
+# run's Redis keys are deleted at the end. The SQS-compatible server is the
+# project's moto, started through tools/bench/moto_server.py, which removes
+# two costs proportional to the queue's length (see that file; BENCH_STOCK_MOTO=1
+# uses the stock server). Every knob can be overridden with its BENCH_* variable.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+# Own ports and stack directory, set before env.sh derives every URL from them.
+export LAMBDA_PORT="${BENCH_LAMBDA_PORT:-9300}"
+export SQS_PORT="${BENCH_SQS_PORT:-4596}"
+export STUB_PORT="${BENCH_STUB_PORT:-8797}"
+export STACK_DIR="${BENCH_STACK_DIR:-$ROOT/.stack/bench}"
+export REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379/${BENCH_REDIS_DB:-9}}"
+unset AWS_ENDPOINT_URL_SQS ONLYFANS_API_URL PRODUCER_URL CONSUMER_INVOKE_URL \
+  QUEUE_URL DLQ_URL INVOKE_TIMEOUT_MS VISIBILITY_TIMEOUT
+# Accuracy settings: the rate scaled up so a 1,000-message backlog drains in
+# ~100 s, eight concurrent consumer invocations.
+export RATE_LIMIT_PER_MINUTE="${BENCH_RATE_LIMIT_PER_MINUTE:-600}"
+export RATE_LIMIT_BURST="${BENCH_RATE_LIMIT_BURST:-10}"
+export MAX_CONCURRENCY="${BENCH_MAX_CONCURRENCY:-8}"
+export RUST_LOG="${BENCH_RUST_LOG:-info}"
+# The functions run in the release profile under cargo lambda watch.
+export WATCH_FLAGS="--ignore-changes --release"
+# Status records of the run expire within the hour (if the functions see it).
+export STATUS_TTL_SECONDS="${BENCH_STATUS_TTL_SECONDS:-3600}"
+SPREAD_VISIBILITY_TIMEOUT="${BENCH_SPREAD_VISIBILITY_TIMEOUT:-180}"
+SPREAD_IN_PROCESS_WAIT_MS="${BENCH_SPREAD_IN_PROCESS_WAIT_MS:-1500}"
+NAIVE_VISIBILITY_TIMEOUT="${BENCH_NAIVE_VISIBILITY_TIMEOUT:-5}"
+NAIVE_IN_PROCESS_WAIT_MS="${BENCH_NAIVE_IN_PROCESS_WAIT_MS:-0}"
+WRK_SECONDS="${BENCH_WRK_SECONDS:-15}"
+source "$ROOT/scripts/env.sh"
+export PATH="$VENV/bin:$PATH"
+
+OUT="$ROOT/target/bench"
+BENCH="$ROOT/target/release/bench"
+RUN_ID="bench-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+STARTED=$SECONDS
+STEP_STARTED=$SECONDS
+declare -a TIMINGS=()
+
+say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
+step() { # step NAME: closes the previous step's timing
+  if [[ -n "${STEP_NAME:-}" ]]; then TIMINGS+=("$STEP_NAME $((SECONDS - STEP_STARTED))s"); fi
+  STEP_NAME=$1 STEP_STARTED=$SECONDS
+  say "== $1"
+}
+if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+apt_install() { # apt_install PACKAGE...
+  say "installing $* (Debian)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+STACK_UP=""
+POLLER_STOPPED=""
+MOTO_PID=""
+stack_pid() { sed -n "s/^$1 //p" "$STACK_DIR/pids" 2>/dev/null | tail -n 1; }
+stack_down() {
+  if [[ -n "$POLLER_STOPPED" ]]; then kill -CONT "$POLLER_STOPPED" 2>/dev/null || true; POLLER_STOPPED=""; fi
+  if [[ -n "$STACK_UP" ]]; then "$ROOT/scripts/stack.sh" down || true; STACK_UP=""; fi
+  if [[ -n "$MOTO_PID" ]]; then
+    kill -TERM "$MOTO_PID" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$MOTO_PID" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$MOTO_PID" 2>/dev/null || true
+    MOTO_PID=""
+  fi
+}
+stack_up() { # stack_up LABEL: a fresh stack (its own SQS server, queue and stub)
+  QUEUE_NAME="bench-$1"
+  export QUEUE_NAME
+  unset QUEUE_URL DLQ_URL
+  if port_open 127.0.0.1 "$SQS_PORT"; then
+    say "port $SQS_PORT is taken: set BENCH_SQS_PORT"; exit 1
+  fi
+  if [[ -z "${BENCH_STOCK_MOTO:-}" ]]; then
+    mkdir -p "$STACK_DIR/logs"
+    "$VENV/bin/python" "$ROOT/tools/bench/moto_server.py" -H 127.0.0.1 -p "$SQS_PORT" \
+      >"$STACK_DIR/logs/moto-bench.log" 2>&1 </dev/null &
+    MOTO_PID=$!
+    wait_for 30 "the SQS-compatible server" port_open 127.0.0.1 "$SQS_PORT"
+  fi
+  STACK_UP=1
+  "$ROOT/scripts/stack.sh" up
+  # shellcheck disable=SC1091
+  source "$STACK_DIR/stack.env"
+  # The outbox replayer is not measured here; it only adds a Redis poll.
+  local replay
+  replay="$(stack_pid replay)"
+  if [[ -n "$replay" ]]; then kill -TERM "$replay" 2>/dev/null || true; fi
+}
+REDIS_PID=""
+cleanup() {
+  local rc=$?
+  stack_down
+  if [[ -x "$BENCH" ]]; then "$BENCH" cleanup --prefix "$RUN_ID" || true; fi
+  if [[ -n "$REDIS_PID" ]]; then kill -TERM "$REDIS_PID" 2>/dev/null || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/report.md "$OUT"/accuracy.png
+# A stack left behind by an interrupted run (only ours: our own STACK_DIR).
+if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
+
+step "setup: tools (.venv, wrk, redis-benchmark, matplotlib)"
+"$ROOT/scripts/setup.sh"
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v redis-benchmark >/dev/null 2>&1 || apt_install redis-tools
+PLOT_REQS="$ROOT/tools/bench/requirements.txt"
+plot_stamp="$VENV/.bench-plot-$(sha256sum "$PLOT_REQS" | cut -c1-16)"
+if [[ ! -f "$plot_stamp" ]]; then
+  say "installing matplotlib into .venv"
+  if "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PLOT_REQS"; then
+    rm -f "$VENV"/.bench-plot-*
+    touch "$plot_stamp"
+  else
+    say "matplotlib could not be installed: the report will have no plot"
+  fi
+fi
+
+# The limiter and start-up benchmarks need Redis before any stack is up.
+if ! redis_answers; then
+  say "no Redis answers at $REDIS_URL: starting one for the run"
+  mkdir -p "$STACK_DIR/logs"
+  redis-server --bind "$(redis_host)" --port "$(redis_port)" --save "" --appendonly no \
+    >"$STACK_DIR/logs/redis-bench.log" 2>&1 </dev/null &
+  REDIS_PID=$!
+  wait_for 20 "Redis" redis_answers
+fi
+
+step "build: release (bench tool, functions), arm64 release zips"
+cargo build --release --quiet -p bench
+# The default members, as `cargo lambda watch --release` builds them.
+cargo build --release --quiet
+# The deployable zips, built and checked as `make test` does (shared artifacts).
+if ! "$ROOT/scripts/build-lambdas.sh" >"$OUT/arm64-build.log" 2>&1; then
+  tail -n 30 "$OUT/arm64-build.log" >&2
+  exit 1
+fi
+
+step "1. limiter throughput"
+"$BENCH" limiter --out "$OUT/limiter.json" --prefix "$RUN_ID-lim"
+
+step "3a. intake: producer handler in process"
+"$BENCH" intake-handler --out "$OUT/intake-handler.json"
+
+step "5a. footprint: start -> first /next"
+QUEUE_URL="$AWS_ENDPOINT_URL_SQS/123456789012/bench-init" \
+  DLQ_URL="$AWS_ENDPOINT_URL_SQS/123456789012/bench-init-dlq" \
+  "$BENCH" init-time --out "$OUT/init.json" \
+  --binary "producer=$ROOT/target/release/producer" \
+  --binary "consumer=$ROOT/target/release/consumer"
+
+printf '{"max_concurrency": %s, "rate_per_minute": %s, "burst": %s, "spread_visibility_timeout": %s, "spread_in_process_wait_ms": %s, "naive_visibility_timeout": %s, "naive_in_process_wait_ms": %s, "stub_tolerance_ms": %s, "lambda_port": %s, "sqs_port": %s, "stub_port": %s}\n' \
+  "$MAX_CONCURRENCY" "$RATE_LIMIT_PER_MINUTE" "$RATE_LIMIT_BURST" "$SPREAD_VISIBILITY_TIMEOUT" \
+  "$SPREAD_IN_PROCESS_WAIT_MS" "$NAIVE_VISIBILITY_TIMEOUT" "$NAIVE_IN_PROCESS_WAIT_MS" \
+  "${STUB_TOLERANCE_MS:-100}" "$LAMBDA_PORT" "$SQS_PORT" "$STUB_PORT" >"$OUT/stack-settings.json"
+
+step "2a. accuracy: spread deferral (stack on :$LAMBDA_PORT, :$SQS_PORT, :$STUB_PORT)"
+export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS="$SPREAD_IN_PROCESS_WAIT_MS" \
+  VISIBILITY_TIMEOUT="$SPREAD_VISIBILITY_TIMEOUT"
+stack_up spread
+"$BENCH" accuracy --label spread --prefix "$RUN_ID" --out "$OUT/accuracy-spread.json" \
+  --poller-log "$STACK_DIR/logs/poller.log"
+
+step "5b. footprint: consumer peak RSS"
+"$BENCH" rss --out "$OUT/rss.json" --root-pid "$(stack_pid lambda)" --name consumer
+
+step "4. end to end"
+"$BENCH" e2e --out "$OUT/e2e.json" --prefix "$RUN_ID"
+
+step "3b. intake over HTTP (wrk; poller paused)"
+POLLER_STOPPED="$(stack_pid poller)"
+kill -STOP "$POLLER_STOPPED"
+BENCH_TOKEN="$("$ROOT/target/debug/devctl" token "$RUN_ID-wrk" --ttl 3600)"
+export BENCH_TOKEN
+wrk_json() { # wrk_json CONNECTIONS SECONDS OUTFILE
+  wrk -t "$(( $1 < 2 ? 1 : 2 ))" -c "$1" -d "${2}s" --timeout 10s -s "$ROOT/tools/bench/wrk-post.lua" \
+    "$PRODUCER_URL/v1/messages" | grep '^{' | tail -n 1 >"$3.tmp"
+  sed "s/^{/{\"connections\": $1, /" "$3.tmp" >"$3" && rm -f "$3.tmp"
+}
+# The baseline: SendMessage alone against the same server (a queue of its
+# own), 32 at a time.
+"$BENCH" sqs-send --out "$OUT/sqs-send.json" --seconds 5 --concurrency 32
+wrk_json 32 3 "$OUT/wrk-warmup.json"
+wrk_json 1 5 "$OUT/wrk-c1.json"
+wrk_json 32 "$WRK_SECONDS" "$OUT/wrk-c32.json"
+rm -f "$OUT/wrk-warmup.json"
+"$BENCH" purge || say "could not purge the queue (the stack goes down anyway)"
+kill -CONT "$POLLER_STOPPED"
+POLLER_STOPPED=""
+stack_down
+
+step "2b. accuracy: naive baseline (DEFERRAL_STRATEGY=naive, VISIBILITY_TIMEOUT=${NAIVE_VISIBILITY_TIMEOUT}s)"
+export DEFERRAL_STRATEGY=naive IN_PROCESS_WAIT_MS="$NAIVE_IN_PROCESS_WAIT_MS" \
+  VISIBILITY_TIMEOUT="$NAIVE_VISIBILITY_TIMEOUT"
+stack_up naive
+"$BENCH" accuracy --label naive --prefix "$RUN_ID" --out "$OUT/accuracy-naive.json" \
+  --poller-log "$STACK_DIR/logs/poller.log"
+stack_down
+
+# A third run that separates the two halves of the design: deferral alone,
+# without waiting in process (BENCH_NO_WAIT_RUN=0 skips it, ~2 minutes).
+if [[ "${BENCH_NO_WAIT_RUN:-1}" == 1 ]]; then
+  step "2c. accuracy: spread deferral without in-process waits (IN_PROCESS_WAIT_MS=0)"
+  export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS=0 VISIBILITY_TIMEOUT="$SPREAD_VISIBILITY_TIMEOUT"
+  stack_up nowait
+  "$BENCH" accuracy --label nowait --prefix "$RUN_ID" --out "$OUT/accuracy-spread-nowait.json" \
+    --poller-log "$STACK_DIR/logs/poller.log"
+  stack_down
+fi
+
+step "report"
+"$BENCH" cleanup --prefix "$RUN_ID"
+if "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  "$VENV/bin/python" "$ROOT/tools/bench/plot.py" "$OUT" || say "the plot failed"
+fi
+step "done"
+"$BENCH" report --dir "$OUT" \
+  --producer-zip "$ROOT/target/lambda-arm64/producer/bootstrap.zip" \
+  --consumer-zip "$ROOT/target/lambda-arm64/consumer/bootstrap.zip" \
+  --elapsed-s "$((SECONDS - STARTED))" --watch-profile release --rustc "$(rustc --version)"
+say "steps: ${TIMINGS[*]/%/;}"
+say "total $((SECONDS - STARTED))s; wrote $OUT/report.json, $OUT/report.md$([[ -f $OUT/accuracy.png ]] && echo ", $OUT/accuracy.png")"
