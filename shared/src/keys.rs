@@ -46,14 +46,34 @@ pub fn idempotency(account: &AccountId, key: &str) -> String {
     tagged(account, &format!("idem:{digest}"))
 }
 
-/// The producer's fallback outbox (a stream), used while SQS is unavailable.
-pub fn outbox() -> String {
-    format!("{PREFIX}:outbox")
+/// The producer's fallback outbox (a stream) for one queue, used while SQS is
+/// unavailable. Named after the queue, so stacks that share a Redis (local
+/// dev and test, staging and production on one cluster) never replay each
+/// other's messages onto the wrong queue.
+pub fn outbox(queue_url: &str) -> String {
+    let name = queue_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    format!("{PREFIX}:outbox:{name}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outboxes_are_per_queue() {
+        assert_eq!(
+            outbox("https://sqs.us-east-1.amazonaws.com/123456789012/outbound-messages-production"),
+            "of:outbox:outbound-messages-production"
+        );
+        assert_ne!(
+            outbox("http://127.0.0.1:4566/123456789012/a"),
+            outbox("http://127.0.0.1:4566/123456789012/b")
+        );
+    }
 
     #[test]
     fn all_account_keys_share_one_hash_tag() {

@@ -61,9 +61,9 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The service's outbox ([`keys::outbox`]).
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self::with_key(conn, keys::outbox())
+    /// The outbox of the queue at `queue_url` ([`keys::outbox`]).
+    pub fn for_queue(conn: ConnectionManager, queue_url: &str) -> Self {
+        Self::with_key(conn, keys::outbox(queue_url))
     }
 
     /// An outbox under another key (tests, so they never meet the stack's replayer).

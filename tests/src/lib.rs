@@ -351,7 +351,7 @@ impl Stack {
     pub async fn outbox_len(&self) -> Result<u64> {
         let mut c = self.redis().await?;
         Ok(redis::cmd("XLEN")
-            .arg(shared::keys::outbox())
+            .arg(shared::keys::outbox(&self.queue_url))
             .query_async(&mut c)
             .await?)
     }

@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
         config.require_queue_url()?,
         config.dlq_url.clone(),
     );
-    let outbox = Outbox::new(redis.clone());
+    let outbox = Outbox::for_queue(redis.clone(), config.require_queue_url()?);
     let app = App {
         store: RedisStore::new(redis.clone(), config.status_ttl),
         queue: ResilientQueue {

@@ -134,7 +134,7 @@ async fn main() -> Result<()> {
             let conn = shared::store::connect(&redis_url)
                 .await
                 .context("connecting to Redis")?;
-            let outbox = shared::outbox::Outbox::new(conn);
+            let outbox = shared::outbox::Outbox::for_queue(conn, &queue_url);
             let sqs = shared::queue::SqsQueue::new(client().await, queue_url, None);
             loop {
                 match outbox.replay(&sqs, shared::outbox::REPLAY_BATCH).await {
