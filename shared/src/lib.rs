@@ -20,6 +20,7 @@
 //! - [`delivery`]: the OnlyFans client and the classification of its answers.
 //! - [`store`]: status records, idempotency keys and send claims in Redis.
 //! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics.
+//! - [`redrive`]: DLQ messages back to the main queue (`make redrive`).
 //! - [`outbox`]: the producer's Redis-stream fallback while SQS is down, and its replay.
 //! - [`breaker`]: circuit breakers around SQS (producer) and the OnlyFans API (consumer).
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
@@ -38,6 +39,7 @@ pub mod message;
 pub mod outbox;
 pub mod problem;
 pub mod queue;
+pub mod redrive;
 pub mod rollout;
 pub mod secrets;
 pub mod store;

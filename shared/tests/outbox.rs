@@ -136,3 +136,133 @@ async fn neither_sqs_nor_redis_is_an_error() {
     };
     assert!(resilient.enqueue(&message(0), None).await.is_err());
 }
+
+#[tokio::test]
+async fn redrive_lists_then_moves_dead_messages_and_revives_them() {
+    use shared::store::{RedisStore, Status, Transition};
+    let client = sqs().await;
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = RedisStore::new(
+        shared::store::connect(&url).await.unwrap(),
+        Duration::from_secs(60),
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let create = |name: String| {
+        let client = client.clone();
+        async move {
+            client
+                .create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let dlq = create(format!("redrive-dlq-{tag}")).await;
+    let main = create(format!("redrive-main-{tag}")).await;
+
+    // A dead message (status dead in Redis, reason attribute) and a poison body.
+    let dead = message(1);
+    let fb = Some((dead.priority, dead.created_at));
+    let gave_up = Transition {
+        attempts: Some(5),
+        last_error: Some("gave up".into()),
+        ..Transition::default()
+    };
+    store
+        .transition(
+            &dead.account_id,
+            &dead.message_id,
+            Status::Dead,
+            gave_up,
+            fb,
+        )
+        .await
+        .unwrap();
+    let dlq_queue = SqsQueue::new(client.clone(), main.clone(), Some(dlq.clone()));
+    dlq_queue
+        .dead_letter(
+            &dead.to_body(),
+            Default::default(),
+            "gave up after 5 attempts",
+        )
+        .await
+        .unwrap();
+    dlq_queue
+        .dead_letter("{poison", Default::default(), "not valid JSON")
+        .await
+        .unwrap();
+
+    let listed = shared::redrive::redrive(&client, &store, &dlq, &main, true, 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.reason == "gave up after 5 attempts")
+    );
+    assert!(listed.iter().all(|m| !m.revived));
+    let depth = |q: String| {
+        let client = client.clone();
+        async move {
+            let a = client
+                .get_queue_attributes()
+                .queue_url(q)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap_or_default();
+            let n = |k| a.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        }
+    };
+    assert_eq!(depth(main.clone()).await, 0, "a dry run moves nothing");
+    assert_eq!(depth(dlq.clone()).await, 2);
+    assert_eq!(
+        store
+            .get(&dead.account_id, &dead.message_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Dead
+    );
+
+    // Let the dry run's short visibility pass, then move for real.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let moved = shared::redrive::redrive(&client, &store, &dlq, &main, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!(moved.iter().filter(|m| m.revived).count(), 1);
+    assert_eq!(depth(dlq).await, 0);
+    assert_eq!(depth(main.clone()).await, 2);
+    let r = store
+        .get(&dead.account_id, &dead.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, r.attempts), (Status::Queued, 0));
+    let out = client
+        .receive_message()
+        .queue_url(&main)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    for m in out.messages.unwrap_or_default() {
+        assert!(
+            !m.message_attributes
+                .unwrap_or_default()
+                .contains_key("deadReason"),
+            "the reason stays behind"
+        );
+    }
+}

@@ -1,10 +1,9 @@
 //! Developer commands for the local stack (and, where it makes sense, AWS):
 //! sign a local bearer token, create the queues, move DLQ messages back.
 
-use anyhow::{Context, Result, bail};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use anyhow::{Context, Result};
+use aws_sdk_sqs::types::QueueAttributeName;
 use clap::{Parser, Subcommand};
-use std::collections::HashMap;
 
 #[derive(Parser)]
 #[command(
@@ -177,73 +176,17 @@ async fn redrive(
             .context("connecting to Redis")?,
         std::time::Duration::from_secs(7 * 24 * 3600),
     );
-    let mut moved = 0;
-    let mut seen = HashMap::new();
-    while moved < max {
-        let out = sqs
-            .receive_message()
-            .queue_url(dlq_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            // In a dry run, hide them only briefly so they stay in the DLQ.
-            .visibility_timeout(if dry_run { 5 } else { 30 })
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .context("receiving from the DLQ")?;
-        let msgs = out.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        for m in msgs {
-            let id = m.message_id.clone().unwrap_or_default();
-            if seen.insert(id.clone(), ()).is_some() {
-                continue;
-            }
-            let reason = m
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(shared::queue::attr::DEAD_REASON))
-                .and_then(|v| v.string_value.clone())
-                .unwrap_or_else(|| "(redrive policy)".into());
-            println!(
-                "{} {id} reason: {reason}",
-                if dry_run { "would move" } else { "moving" }
-            );
-            if !dry_run {
-                // A dead message starts over (status queued, no attempts);
-                // poison bodies go back as they are and will be dead-lettered
-                // again unless the consumer learned to read them.
-                if let Ok(msg) =
-                    shared::message::QueueMessage::parse(m.body.as_deref().unwrap_or_default())
-                {
-                    store.revive(&msg.account_id, &msg.message_id).await?;
-                }
-                let mut attrs = m.message_attributes.clone().unwrap_or_default();
-                attrs.remove(shared::queue::attr::DEAD_REASON);
-                sqs.send_message()
-                    .queue_url(queue_url)
-                    .message_body(m.body.clone().unwrap_or_default())
-                    .set_message_attributes(Some(attrs))
-                    .send()
-                    .await
-                    .context("sending to the main queue")?;
-                let Some(rh) = m.receipt_handle else {
-                    bail!("DLQ message {id} has no receipt handle");
-                };
-                sqs.delete_message()
-                    .queue_url(dlq_url)
-                    .receipt_handle(rh)
-                    .send()
-                    .await?;
-            }
-            moved += 1;
-        }
+    let moved = shared::redrive::redrive(&sqs, &store, dlq_url, queue_url, dry_run, max).await?;
+    for m in &moved {
+        let verb = if dry_run { "would move" } else { "moved" };
+        let revived = if m.revived {
+            " (status reset to queued)"
+        } else {
+            ""
+        };
+        println!("{verb} {} reason: {}{revived}", m.sqs_message_id, m.reason);
     }
-    println!(
-        "{moved} message(s) {}",
-        if dry_run { "would be moved" } else { "moved" }
-    );
+    let verb = if dry_run { "would be moved" } else { "moved" };
+    println!("{} message(s) {verb}", moved.len());
     Ok(())
 }
