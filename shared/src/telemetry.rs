@@ -13,18 +13,31 @@ use std::time::Duration;
 
 /// Initialises JSON logging once. `RUST_LOG` filters (default `info`).
 pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // Ignore the error of a second init (tests call this more than once).
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
         .with_ansi(false)
+        .finish()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
+}
+
+/// The `RUST_LOG` filter: `level` or `target=level` directives, comma
+/// separated (`info,shared=debug`), as `tracing_subscriber::filter::Targets`
+/// reads them; unset or unreadable means `info`. (EnvFilter's span and field
+/// directives would bring a regex engine into both functions.)
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    match rust_log.map(str::trim) {
+        None | Some("") => info(),
+        Some(spec) => spec.parse().unwrap_or_else(|_| info()),
+    }
 }
 
 /// A CloudWatch metric this service emits.
@@ -135,6 +148,29 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn log_filter_reads_rust_log_and_falls_back_to_info() {
+        let f = log_filter(None);
+        assert_eq!(f.default_level(), Some(LevelFilter::INFO));
+        assert!(f.would_enable("anything", &Level::INFO));
+        assert!(!f.would_enable("anything", &Level::DEBUG));
+
+        let f = log_filter(Some("warn,shared=debug"));
+        assert!(f.would_enable("shared::store", &Level::DEBUG));
+        assert!(!f.would_enable("consumer", &Level::INFO));
+        assert!(f.would_enable("consumer", &Level::WARN));
+
+        // Unreadable or empty: info, never silence.
+        for bad in ["", "  ", "shared=loud", "=="] {
+            let f = log_filter(Some(bad));
+            assert!(f.would_enable("x", &Level::INFO), "{bad:?}");
+            assert!(!f.would_enable("x", &Level::DEBUG), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
