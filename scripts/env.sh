@@ -4,6 +4,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 export STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
 export VENV="${VENV:-$ROOT/.venv}"
+# What `scripts/stack.sh up` builds (debug): the functions and the dev tools.
+STACK_PACKAGES=(-p producer -p consumer -p onlyfans-stub -p sqs-trigger -p devctl)
 
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export SQS_PORT="${SQS_PORT:-4566}"

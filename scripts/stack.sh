@@ -61,7 +61,7 @@ up() {
   fi
 
   log "building the functions and dev tools (the first build takes a few minutes)"
-  cargo build --quiet -p producer -p consumer -p onlyfans-stub -p sqs-trigger -p devctl
+  cargo build --quiet "${STACK_PACKAGES[@]}"
 
   local urls
   urls=$("$ROOT/target/debug/devctl" create-queues --name "$QUEUE_NAME" \

@@ -42,17 +42,60 @@ async fn request_line(stream: &mut tokio::net::TcpStream) -> Result<String> {
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
+/// Where the started binary finds the TLS trust store. Both functions build
+/// their HTTPS clients (reqwest for the OnlyFans API, the AWS SDK's) at cold
+/// start, and each loads the system roots through `rustls-native-certs`,
+/// which reads `SSL_CERT_FILE` and every file in `SSL_CERT_DIR` (or, unset,
+/// the directory `openssl-probe` finds). On `provided.al2023` the store is one
+/// bundle (`/etc/pki/tls/certs/ca-bundle.crt`, in a directory of two
+/// files); on Debian `/etc/ssl/certs` holds ~290 files, one `open` and
+/// parse each, twice, which is most of a start here and none of one there.
+#[derive(Clone, Debug)]
+pub enum TrustStore {
+    /// As this machine's environment has it.
+    Host,
+    /// One bundle file and an empty directory: the layout of the Lambda runtime.
+    Bundle { file: PathBuf, dir: PathBuf },
+}
+
+impl TrustStore {
+    /// The Lambda-like store from this machine's bundle, if it has one.
+    pub fn lambda_like(empty_dir: &Path) -> Result<Self> {
+        const BUNDLES: [&str; 3] = [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ];
+        let file = BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .context("no CA bundle found on this machine")?;
+        std::fs::create_dir_all(empty_dir)?;
+        if std::fs::read_dir(empty_dir)?.next().is_some() {
+            bail!("{} must be empty", empty_dir.display());
+        }
+        Ok(Self::Bundle {
+            file,
+            dir: empty_dir.to_owned(),
+        })
+    }
+}
+
 /// Spawns `binary` with the Runtime API at a local listener; milliseconds from
 /// spawn to the arrival of `GET /2018-06-01/runtime/invocation/next`.
-async fn one_start(name: &str, binary: &Path) -> Result<f64> {
+async fn one_start(name: &str, binary: &Path, trust: &TrustStore) -> Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
         .env_remove("LOCAL_MAX_CONCURRENCY")
         .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
-        .envs(lambda_env(name))
-        .stdin(Stdio::null())
+        .envs(lambda_env(name));
+    if let TrustStore::Bundle { file, dir } = trust {
+        cmd.env("SSL_CERT_FILE", file).env("SSL_CERT_DIR", dir);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -90,43 +133,74 @@ async fn one_start(name: &str, binary: &Path) -> Result<f64> {
     }
 }
 
-pub async fn init_times(binaries: &[(String, PathBuf)], runs: usize) -> Result<Value> {
-    let mut samples: HashMap<&str, Vec<f64>> = HashMap::new();
-    // One discarded start each (page cache), then alternate the binaries.
+/// Start times of each binary with each trust store, alternating binaries
+/// and stores run by run so drift hits all alike. `init_ms` is the slower
+/// binary's median with the first store, `init_ms_<label>` with the others.
+pub async fn init_times(
+    binaries: &[(String, PathBuf)],
+    stores: &[(&str, TrustStore)],
+    runs: usize,
+) -> Result<Value> {
+    let mut samples: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
+    // One discarded start each (page cache), then alternate.
     for (name, bin) in binaries {
-        one_start(name, bin).await?;
+        one_start(name, bin, &stores[0].1).await?;
     }
+    let combos: Vec<(usize, usize)> = (0..binaries.len())
+        .flat_map(|b| (0..stores.len()).map(move |t| (b, t)))
+        .collect();
     for r in 0..runs {
-        for i in 0..binaries.len() {
-            let (name, bin) = &binaries[(i + r) % binaries.len()];
-            let ms = one_start(name, bin).await?;
-            samples.entry(name.as_str()).or_default().push(ms);
+        for i in 0..combos.len() {
+            let (b, t) = combos[(i + r) % combos.len()];
+            let (name, bin) = &binaries[b];
+            let ms = one_start(name, bin, &stores[t].1).await?;
+            samples.entry((b, t)).or_default().push(ms);
         }
     }
     let mut out = serde_json::Map::new();
-    for (name, bin) in binaries {
-        let v = samples.get(name.as_str()).cloned().unwrap_or_default();
-        let med = median(&v);
-        eprintln!(
-            "[bench] init {name}: median {med:.2} ms over {} starts",
-            v.len()
+    let mut worst = vec![0.0f64; stores.len()];
+    for (b, (name, bin)) in binaries.iter().enumerate() {
+        let mut entry = serde_json::Map::new();
+        entry.insert("binary".into(), json!(bin.display().to_string()));
+        entry.insert(
+            "bytes".into(),
+            json!(std::fs::metadata(bin).map(|m| m.len()).ok()),
         );
-        out.insert(
-            name.clone(),
-            json!({
-                "binary": bin.display().to_string(),
-                "bytes": std::fs::metadata(bin).map(|m| m.len()).ok(),
-                "median_ms": round(med, 2),
-                "min_ms": round(v.iter().copied().fold(f64::INFINITY, f64::min), 2),
-                "samples_ms": v.iter().map(|x| round(*x, 2)).collect::<Vec<_>>(),
-            }),
-        );
+        for (t, (label, store)) in stores.iter().enumerate() {
+            let v = samples.get(&(b, t)).cloned().unwrap_or_default();
+            let med = median(&v);
+            worst[t] = worst[t].max(med);
+            eprintln!(
+                "[bench] init {name} ({label} trust store): median {med:.2} ms over {} starts",
+                v.len()
+            );
+            let key = if t == 0 {
+                String::new()
+            } else {
+                format!("{label}_")
+            };
+            entry.insert(format!("{key}median_ms"), json!(round(med, 2)));
+            entry.insert(
+                format!("{key}min_ms"),
+                json!(round(v.iter().copied().fold(f64::INFINITY, f64::min), 2)),
+            );
+            entry.insert(
+                format!("{key}samples_ms"),
+                json!(v.iter().map(|x| round(*x, 2)).collect::<Vec<_>>()),
+            );
+            entry.insert(format!("{key}trust_store"), json!(format!("{store:?}")));
+        }
+        out.insert(name.clone(), Value::Object(entry));
     }
-    let worst = out
-        .values()
-        .filter_map(|v| v["median_ms"].as_f64())
-        .fold(0.0f64, f64::max);
-    out.insert("init_ms".into(), json!(round(worst, 2)));
+    for (t, (label, _)) in stores.iter().enumerate() {
+        let key = if t == 0 {
+            "init_ms".to_owned()
+        } else {
+            format!("init_ms_{label}")
+        };
+        out.insert(key, json!(round(worst[t], 2)));
+    }
+    out.insert("trust_store".into(), json!(stores[0].0));
     out.insert("runs".into(), json!(runs));
     Ok(Value::Object(out))
 }

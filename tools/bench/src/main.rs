@@ -311,7 +311,14 @@ async fn run(command: Command) -> Result<()> {
                         .with_context(|| format!("--binary {b:?}: expected NAME=PATH"))
                 })
                 .collect::<Result<_>>()?;
-            let v = footprint::init_times(&bins, runs).await?;
+            // The figure: the Lambda runtime's trust-store layout; beside it,
+            // this machine's own (see `footprint::TrustStore`).
+            let empty = out.with_file_name("empty-cert-dir");
+            let stores = [
+                ("lambda", footprint::TrustStore::lambda_like(&empty)?),
+                ("host", footprint::TrustStore::Host),
+            ];
+            let v = footprint::init_times(&bins, &stores, runs).await?;
             write(&out, &v)
         }
         Command::Rss {
