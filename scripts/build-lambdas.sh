@@ -6,6 +6,11 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 export PATH="$VENV/bin:$PATH"
 OUT="$ROOT/target/lambda-arm64"
+# A target dir of its own: a cross build also takes the lock of the host's
+# target/release (its build scripts and proc macros live there), which would
+# stall any x86_64 release build meanwhile (`make bench` builds the zips in
+# the background while `cargo lambda watch --release` starts its functions).
+export CARGO_TARGET_DIR="${LAMBDA_TARGET_DIR:-$ROOT/target/lambda-build}"
 
 cargo lambda build --release --arm64 --output-format zip --lambda-dir "$OUT" \
   --bin producer --bin consumer
