@@ -121,8 +121,8 @@ rm -f "$OUT"/*.json "$OUT"/report.md "$OUT"/accuracy.png
 if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
 
 # Builds, from the cheapest order on 2 cores: the x86_64 release tree (bench
-# tool, functions) and the debug stack tools start at once, in the
-# background, while the tools install (mostly downloads); the arm64 zips
+# tool, functions), then the debug stack tools, in the background while the
+# tools install (mostly downloads); the arm64 zips
 # build at nice 19 during the accuracy runs, which the rate limit paces, not
 # the CPU; every figure the CPU can sway (intake, end to end, limiter,
 # start-up) is measured with no build running.
@@ -149,11 +149,14 @@ wait_builds() { # waits for every background build; shows the log of a failed on
   [[ -z "$failed" ]] || { say "a build failed"; exit 1; }
 }
 
-step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while the x86_64 release and debug trees build"
-# The bench tool, then the default members as `cargo lambda watch --release` builds them.
-bg_build x86_64-release-build "cargo build --release --quiet -p bench && cargo build --release --quiet"
-# The stack's own tools (what `scripts/stack.sh up` builds), below the release build.
-bg_build debug-build "nice -n 10 cargo build --quiet ${STACK_PACKAGES[*]}"
+step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while the x86_64 release, then the debug tree build"
+# The bench tool, the default members as `cargo lambda watch --release` builds
+# them, then the stack's own tools (what `scripts/stack.sh up` builds). One
+# after the other: on 2 cores the two trees built side by side took longer
+# (13.8 min) than in sequence (~11 min), each crowding the other's links.
+bg_build builds "cargo build --release --quiet -p bench && cargo build --release --quiet \
+  && echo \"x86_64 release tree built after \$((SECONDS - started))s\" \
+  && cargo build --quiet ${STACK_PACKAGES[*]}"
 "$ROOT/scripts/setup.sh"
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v redis-benchmark >/dev/null 2>&1 || apt_install redis-tools
