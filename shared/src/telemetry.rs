@@ -13,6 +13,15 @@ use std::time::Duration;
 
 /// Initialises JSON logging once. `RUST_LOG` filters (default `info`).
 pub fn init() {
+    init_with(std::io::stdout, std::env::var("RUST_LOG").ok().as_deref());
+}
+
+/// [`init`] with another writer and filter (the benchmark logs into a sink,
+/// to time the handler with the production log format).
+pub fn init_with<W>(writer: W, rust_log: Option<&str>)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // Ignore the error of a second init (tests call this more than once).
@@ -23,8 +32,9 @@ pub fn init() {
         .with_target(false)
         .without_time()
         .with_ansi(false)
+        .with_writer(writer)
         .finish()
-        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
+        .with(log_filter(rust_log))
         .try_init();
 }
 
@@ -32,7 +42,7 @@ pub fn init() {
 /// separated (`info,shared=debug`), as `tracing_subscriber::filter::Targets`
 /// reads them; unset or unreadable means `info`. (EnvFilter's span and field
 /// directives would bring a regex engine into both functions.)
-pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
     let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
     match rust_log.map(str::trim) {
         None | Some("") => info(),

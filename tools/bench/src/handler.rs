@@ -246,21 +246,7 @@ async fn sample(
 
 pub async fn run(rounds: usize, per_round: usize) -> Result<Value> {
     // The production log format, into a sink.
-    {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(false)
-            .without_time()
-            .with_ansi(false)
-            .with_writer(std::io::sink)
-            .finish()
-            .with(shared::telemetry::log_filter(Some("info")))
-            .try_init();
-    }
+    shared::telemetry::init_with(std::io::sink, Some("info"));
 
     let now = shared::now_ms() / 1000;
     let token = shared::auth::sign(SECRET, "bench_acct", now, 3600)?;
