@@ -120,12 +120,12 @@ rm -f "$OUT"/*.json "$OUT"/report.md "$OUT"/accuracy.png
 # A stack left behind by an interrupted run (only ours: our own STACK_DIR).
 if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
 
-# Builds, from the cheapest order on 2 cores: the x86_64 release tree (bench
-# tool, functions), then the debug stack tools, in the background while the
-# tools install (mostly downloads); the arm64 zips
-# build at nice 19 during the accuracy runs, which the rate limit paces, not
-# the CPU; every figure the CPU can sway (intake, end to end, limiter,
-# start-up) is measured with no build running.
+# Builds, in the cheapest order found on 2 cores: the x86_64 release tree
+# (bench tool, functions), then the debug stack tools, in the background while
+# the tools install (mostly downloads); the arm64 zips at nice 19 during the
+# accuracy runs, which the rate limit paces, not the CPU. Every figure the CPU
+# can sway (intake, end to end, limiter, start-up) is measured with no build
+# running.
 bg_build() { # bg_build NAME COMMAND: the shell COMMAND in the background, in
   # its own process group (so an interrupted run stops it), log in $OUT/NAME.log
   local name=$1 cmd=$2
