@@ -22,10 +22,19 @@ pub fn init_with<W>(writer: W, rust_log: Option<&str>)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // Ignore the error of a second init (tests call this more than once).
-    let _ = tracing_subscriber::fmt()
+    let _ = subscriber(writer, rust_log).try_init();
+}
+
+/// The log pipeline: one JSON object per event, no timestamp (CloudWatch
+/// stamps each line), the current span's fields, filtered by `RUST_LOG`.
+fn subscriber<W>(writer: W, rust_log: Option<&str>) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
         .with_span_list(false)
@@ -35,7 +44,6 @@ where
         .with_writer(writer)
         .finish()
         .with(log_filter(rust_log))
-        .try_init();
 }
 
 /// The `RUST_LOG` filter: `level` or `target=level` directives, comma
@@ -160,6 +168,44 @@ impl Metrics {
 mod tests {
     use tracing::Level;
     use tracing::level_filters::LevelFilter;
+
+    /// A writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn logs_are_json_lines_filtered_by_rust_log() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let sub = subscriber(move || writer.clone(), Some("info"));
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("message", account = "acct_1");
+            let _guard = span.enter();
+            tracing::info!(outcome = "sent", "delivered");
+            tracing::debug!("not shown at info");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["fields"]["message"], "delivered");
+        assert_eq!(v["fields"]["outcome"], "sent");
+        assert_eq!(v["span"]["account"], "acct_1");
+        assert!(v.get("timestamp").is_none(), "{v}");
+    }
 
     #[test]
     fn log_filter_reads_rust_log_and_falls_back_to_info() {
