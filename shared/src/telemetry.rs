@@ -166,6 +166,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use tracing::Level;
     use tracing::level_filters::LevelFilter;
 
@@ -226,8 +227,6 @@ mod tests {
             assert!(!f.would_enable("x", &Level::DEBUG), "{bad:?}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn emf_document_has_the_cloudwatch_shape() {

@@ -135,7 +135,8 @@ async fn one_start(name: &str, binary: &Path, trust: &TrustStore) -> Result<f64>
 
 /// Start times of each binary with each trust store, alternating binaries
 /// and stores run by run so drift hits all alike. `init_ms` is the slower
-/// binary's median with the first store, `init_ms_<label>` with the others.
+/// binary's median with the first store, `init_ms_<label>` with the others
+/// (each binary's figures are suffixed alike).
 pub async fn init_times(
     binaries: &[(String, PathBuf)],
     stores: &[(&str, TrustStore)],
@@ -174,35 +175,35 @@ pub async fn init_times(
                 "[bench] init {name} ({label} trust store): median {med:.2} ms over {} starts",
                 v.len()
             );
-            let key = if t == 0 {
-                String::new()
-            } else {
-                format!("{label}_")
-            };
-            entry.insert(format!("{key}median_ms"), json!(round(med, 2)));
+            let key = |base: &str| keyed(base, t, label);
+            entry.insert(key("median_ms"), json!(round(med, 2)));
             entry.insert(
-                format!("{key}min_ms"),
+                key("min_ms"),
                 json!(round(v.iter().copied().fold(f64::INFINITY, f64::min), 2)),
             );
             entry.insert(
-                format!("{key}samples_ms"),
+                key("samples_ms"),
                 json!(v.iter().map(|x| round(*x, 2)).collect::<Vec<_>>()),
             );
-            entry.insert(format!("{key}trust_store"), json!(format!("{store:?}")));
+            entry.insert(key("trust_store"), json!(format!("{store:?}")));
         }
         out.insert(name.clone(), Value::Object(entry));
     }
     for (t, (label, _)) in stores.iter().enumerate() {
-        let key = if t == 0 {
-            "init_ms".to_owned()
-        } else {
-            format!("init_ms_{label}")
-        };
-        out.insert(key, json!(round(worst[t], 2)));
+        out.insert(keyed("init_ms", t, label), json!(round(worst[t], 2)));
     }
     out.insert("trust_store".into(), json!(stores[0].0));
     out.insert("runs".into(), json!(runs));
     Ok(Value::Object(out))
+}
+
+/// `base` for the first trust store, `base_<label>` for the others.
+fn keyed(base: &str, store: usize, label: &str) -> String {
+    if store == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}_{label}")
+    }
 }
 
 fn children_map() -> HashMap<u32, Vec<u32>> {

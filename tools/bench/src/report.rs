@@ -378,8 +378,8 @@ fn markdown(r: &Value, goals: &[Goal], args: &Args) -> String {
          server, stub and consumer process; the spread run's stack had served the end-to-end \
          and HTTP intake measurements just before, its queue then purged), while the arm64 \
          zips built at nice 19: these runs are paced by the rate limit, not the CPU, and the \
-         figures the CPU can sway were measured with nothing else running. The SQS-compatible server is the project's moto \
-         started through `tools/bench/moto_server.py`, which removes two costs proportional to \
+         figures the CPU can sway were measured with nothing else running. The SQS-compatible \
+         server is the project's moto started through `tools/bench/moto_server.py`, which removes two costs proportional to \
          the queue's length (an O(n) attribute scan on every send and every received message, \
          and a datetime-based clock in each visibility check); with stock moto a 2,000-message \
          backlog took 83 s to enqueue and drained at ~11 messages/s, so the server, not the \
@@ -597,8 +597,8 @@ fn markdown(r: &Value, goals: &[Goal], args: &Args) -> String {
         id["runs"],
         n(&id["producer"], "median_ms", 2),
         n(&id["consumer"], "median_ms", 2),
-        n(&id["producer"], "host_median_ms", 2),
-        n(&id["consumer"], "host_median_ms", 2),
+        n(&id["producer"], "median_ms_host", 2),
+        n(&id["consumer"], "median_ms_host", 2),
         n(f, "rss_mb", 1),
     );
     s
