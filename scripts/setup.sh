@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs, idempotently: a second run installs nothing.
 #  - .venv/ with cargo-lambda, ziglang, moto[server] and the template checkers (PyPI)
-#  - Debian's redis-server, only when no Redis answers at REDIS_URL and none is installed
+#  - Debian's redis-server and openssl where missing: the test suite starts a
+#    TLS-only redis-server of its own (shared/tests/redis_tls.rs, certificates
+#    made with openssl), beside the Redis at REDIS_URL
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -15,9 +17,12 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 
-if ! redis_answers && ! command -v redis-server >/dev/null 2>&1; then
-  log "no Redis answers at $REDIS_URL and redis-server is not installed: installing Debian's redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]})); then
+  log "installing Debian's ${missing[*]}"
   if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

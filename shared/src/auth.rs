@@ -51,6 +51,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(secret: &str) -> Self {
+        hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = true;
         validation.validate_nbf = true;
@@ -97,6 +98,7 @@ pub fn account_from_sub(sub: &str) -> Result<AccountId, AuthError> {
 
 /// Signs a local development token (`make token`, tests, the dev curl).
 pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<String, AuthError> {
+    hs256::install();
     let claims = Claims {
         sub: sub.to_owned(),
         exp: now_secs + ttl_secs,
@@ -109,6 +111,94 @@ pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<Str
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| AuthError::Invalid(e.to_string()))
+}
+
+/// The one algorithm this service signs and verifies, as jsonwebtoken's
+/// crypto provider: HMAC-SHA256 from RustCrypto's `hmac` and `sha2`. The
+/// crate's own providers would bring aws-lc-rs (a C build) or RSA, ECDSA and
+/// EdDSA that nothing here uses. Any other algorithm is refused.
+mod hs256 {
+    use hmac::{Hmac, Mac};
+    use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::signature::{self, Signer, Verifier};
+    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+    use sha2::Sha256;
+
+    type HmacSha256 = Hmac<Sha256>;
+
+    static PROVIDER: CryptoProvider = CryptoProvider {
+        signer_factory,
+        verifier_factory,
+        key_utils: KeyUtils::new_unimplemented(),
+    };
+
+    /// Makes HS256 jsonwebtoken's process-wide provider; idempotent.
+    pub(super) fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // An Err means a provider is already installed, which is this one:
+        // nothing else in the process installs any.
+        ONCE.call_once(|| {
+            let _ = PROVIDER.install_default();
+        });
+    }
+
+    fn hmac(algorithm: Algorithm, family: AlgorithmFamily, key: &[u8]) -> Result<HmacSha256> {
+        if algorithm != Algorithm::HS256 {
+            return Err(ErrorKind::InvalidAlgorithm.into());
+        }
+        if family != AlgorithmFamily::Hmac {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        HmacSha256::new_from_slice(key).map_err(|_| ErrorKind::InvalidKeyFormat.into())
+    }
+
+    fn signer_factory(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+        Ok(Box::new(Hs256(hmac(
+            *algorithm,
+            key.family(),
+            key.as_bytes(),
+        )?)))
+    }
+
+    fn verifier_factory(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+        Ok(Box::new(Hs256(hmac(
+            *algorithm,
+            key.family(),
+            key.try_get_as_bytes()?,
+        )?)))
+    }
+
+    struct Hs256(HmacSha256);
+
+    impl Signer<Vec<u8>> for Hs256 {
+        fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
+            let mut mac = self.0.clone();
+            mac.update(msg);
+            Ok(mac.finalize().into_bytes().to_vec())
+        }
+    }
+
+    impl Verifier<Vec<u8>> for Hs256 {
+        fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> std::result::Result<(), signature::Error> {
+            let mut mac = self.0.clone();
+            mac.update(msg);
+            // Constant time, as `Mac::verify_slice` promises.
+            mac.verify_slice(sig).map_err(|_| signature::Error::new())
+        }
+    }
+
+    impl JwtSigner for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    impl JwtVerifier for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +244,45 @@ mod tests {
         assert_eq!(v.verify(&future), Err(AuthError::NotYetValid));
         let bad_sub = sign(S, "a{b}", now(), 3600).unwrap();
         assert!(matches!(v.verify(&bad_sub), Err(AuthError::BadSubject(_))));
+    }
+
+    #[test]
+    fn hs256_matches_the_rfc_7515_example() {
+        // RFC 7515, appendix A.1: the HS256 example JWS and its key.
+        super::hs256::install();
+        let message = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
+                       eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let key = DecodingKey::from_base64_secret(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ+EstJQLr/T+1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow==",
+        )
+        .unwrap();
+        let good = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let verify =
+            |sig: &str, alg| jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key, alg);
+        assert!(verify(good, Algorithm::HS256).unwrap());
+        let flipped = "eBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(!verify(flipped, Algorithm::HS256).unwrap());
+        // Only HS256 is provided: any other algorithm is an error, not a pass.
+        assert!(verify(good, Algorithm::HS384).is_err());
+        assert!(verify(good, Algorithm::RS256).is_err());
+    }
+
+    #[test]
+    fn a_token_of_another_algorithm_is_refused() {
+        let v = Verifier::new(S);
+        let t = sign(S, "acct_1", now(), 3600).unwrap();
+        let (_, rest) = t.split_once('.').unwrap();
+        // {"typ":"JWT","alg":"HS384"} and {"alg":"none"} over the same payload.
+        for header in [
+            "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzM4NCJ9",
+            "eyJhbGciOiJub25lIn0",
+        ] {
+            let forged = format!("{header}.{rest}");
+            assert!(
+                matches!(v.verify(&forged), Err(AuthError::Invalid(_))),
+                "{header}"
+            );
+        }
     }
 
     #[test]

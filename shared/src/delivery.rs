@@ -133,6 +133,7 @@ impl OnlyFansClient {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
+        crate::tls::install();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(timeout)

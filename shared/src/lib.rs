@@ -25,6 +25,7 @@
 //! - [`breaker`]: circuit breakers around SQS (producer) and the OnlyFans API (consumer).
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
 //! - [`secrets`]: Secrets Manager reads (API token, Redis AUTH) at cold start.
+//! - [`tls`]: rustls with ring for the SDK, reqwest and redis-rs clients.
 //! - [`telemetry`]: JSON logs through `tracing` and CloudWatch EMF metrics.
 //! - [`keys`]: the Redis key layout (every key of an account shares one hash tag).
 
@@ -44,6 +45,7 @@ pub mod rollout;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Current wall-clock time in milliseconds since the Unix epoch.
 ///

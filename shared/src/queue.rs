@@ -51,7 +51,7 @@ fn sqs_err<E: std::error::Error>(op: &'static str) -> impl FnOnce(E) -> QueueErr
 pub async fn sqs_client() -> Client {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = crate::tls::sdk_config_loader()
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()

@@ -21,9 +21,7 @@ pub struct SecretReader {
 
 impl SecretReader {
     pub async fn new(arn: impl Into<String>) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let config = crate::tls::sdk_config_loader().load().await;
         Self {
             client: aws_sdk_secretsmanager::Client::new(&config),
             arn: arn.into(),

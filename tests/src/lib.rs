@@ -37,6 +37,7 @@ pub struct Stack {
 impl Stack {
     /// Reads the stack's addresses; fails clearly if `make test` did not start one.
     pub fn from_env() -> Self {
+        shared::tls::install();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
@@ -145,9 +146,7 @@ impl Stack {
 
     /// An SQS client for the stack's SQS-compatible server.
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let config = shared::tls::sdk_config_loader().load().await;
         aws_sdk_sqs::Client::new(&config)
     }
 

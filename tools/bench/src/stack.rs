@@ -19,6 +19,7 @@ pub fn now_us() -> i64 {
 }
 
 pub fn http() -> Result<reqwest::Client> {
+    shared::tls::install();
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)

@@ -156,9 +156,7 @@ async fn main() -> Result<()> {
 }
 
 async fn client() -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let config = shared::tls::sdk_config_loader().load().await;
     aws_sdk_sqs::Client::new(&config)
 }
 

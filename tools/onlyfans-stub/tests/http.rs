@@ -17,6 +17,15 @@ struct Stub {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+/// A client for the stub (plain HTTP; reqwest still wants a rustls provider,
+/// ring, as the workspace builds it without its aws-lc default).
+fn client() -> reqwest::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+}
+
 fn config(rate_per_minute: f64, burst: u32, tolerance_ms: u64) -> StubConfig {
     StubConfig {
         rate_per_minute,
@@ -41,9 +50,7 @@ impl Stub {
         }));
         Ok(Self {
             base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
+            http: client()?,
             stop: Some(stop),
             task,
         })
@@ -374,9 +381,7 @@ async fn reset_fault_without_kill_switch_still_drops() -> TestResult {
     let state = onlyfans_stub::StubState::new(config(600_000.0, 1000, 100));
     let server =
         tokio::spawn(async move { axum::serve(listener, onlyfans_stub::router(state)).await });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let http = client()?;
     let base = format!("http://{addr}");
     let r = http
         .post(format!("{base}/__faults"))
@@ -683,10 +688,7 @@ async fn serve_stops_when_asked() -> TestResult {
     assert_eq!(stub.send("acct_1", "m").await?.status(), 200);
     let base = stub.base.clone();
     stub.stop().await?;
-    let after = reqwest::Client::new()
-        .get(format!("{base}/health"))
-        .send()
-        .await;
+    let after = client()?.get(format!("{base}/health")).send().await;
     assert!(after.is_err(), "no longer listening");
     Ok(())
 }

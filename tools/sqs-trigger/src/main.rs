@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -48,7 +47,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
+    let sdk_config = sqs_trigger::tls::sdk_config_loader()
         .region(RegionProviderChain::default_provider().or_else("us-east-1"))
         .load()
         .await;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::Credentials;
@@ -61,7 +61,7 @@ pub async fn sqs() -> Result<Client> {
         None,
         "sqs-trigger-tests",
     );
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    let config = sqs_trigger::tls::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new(env_or("AWS_REGION", "us-east-1")))
         .credentials_provider(credentials)
