@@ -42,6 +42,11 @@ SPREAD_IN_PROCESS_WAIT_MS="${BENCH_SPREAD_IN_PROCESS_WAIT_MS:-1500}"
 NAIVE_VISIBILITY_TIMEOUT="${BENCH_NAIVE_VISIBILITY_TIMEOUT:-5}"
 NAIVE_IN_PROCESS_WAIT_MS="${BENCH_NAIVE_IN_PROCESS_WAIT_MS:-0}"
 WRK_SECONDS="${BENCH_WRK_SECONDS:-15}"
+# The naive baseline's stack: its own ports and STACK_DIR, beside the spread one.
+NAIVE_LAMBDA_PORT="${BENCH_NAIVE_LAMBDA_PORT:-9310}"
+NAIVE_SQS_PORT="${BENCH_NAIVE_SQS_PORT:-4606}"
+NAIVE_STUB_PORT="${BENCH_NAIVE_STUB_PORT:-8807}"
+NAIVE_STACK_DIR="${BENCH_NAIVE_STACK_DIR:-$ROOT/.stack/bench-naive}"
 source "$ROOT/scripts/env.sh"
 export PATH="$VENV/bin:$PATH"
 
@@ -103,10 +108,15 @@ stack_up() { # stack_up LABEL: a fresh stack (its own SQS server, queue and stub
   if [[ -n "$replay" ]]; then kill -TERM "$replay" 2>/dev/null || true; fi
 }
 REDIS_PID=""
-BUILD_PIDS=()
+NAIVE_PID=""
+declare -A BUILD_PIDS=()
 cleanup() {
-  local rc=$? entry
-  for entry in "${BUILD_PIDS[@]}"; do kill -TERM -- "-${entry%%:*}" 2>/dev/null || true; done
+  local rc=$? pid
+  for pid in "${BUILD_PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    kill -CONT -- "-$pid" 2>/dev/null || true # a paused build cannot act on TERM
+  done
+  if [[ -n "$NAIVE_PID" ]]; then kill -TERM "$NAIVE_PID" 2>/dev/null || true; wait "$NAIVE_PID" 2>/dev/null || true; fi
   stack_down
   if [[ -x "$BENCH" ]]; then "$BENCH" cleanup --prefix "$RUN_ID" || true; fi
   if [[ -n "$REDIS_PID" ]]; then kill -TERM "$REDIS_PID" 2>/dev/null || true; fi
@@ -120,12 +130,15 @@ rm -f "$OUT"/*.json "$OUT"/report.md "$OUT"/accuracy.png
 # A stack left behind by an interrupted run (only ours: our own STACK_DIR).
 if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
 
-# Builds, in the cheapest order found on 2 cores: the x86_64 release tree
-# (bench tool, functions), then the debug stack tools, in the background while
-# the tools install (mostly downloads); the arm64 zips at nice 19 during the
-# accuracy runs, which the rate limit paces, not the CPU. Every figure the CPU
-# can sway (intake, end to end, limiter, start-up) is measured with no build
-# running.
+# Builds: three trees, side by side at different priorities, so that one
+# fills the cores another leaves idle (downloads, build scripts, the
+# single-threaded fat-LTO links) without slowing it: the x86_64 release tree
+# (bench tool and functions, what every measurement needs) at nice 0, the
+# debug stack tools at nice 10, and the arm64 zips at nice 19 once setup has
+# installed cargo-lambda. The arm64 build is paused while end to end and wrk
+# run, resumed for the accuracy runs (the rate limit paces them, not the CPU)
+# and waited for before the limiter, intake and start-up figures, which are
+# measured with no build running.
 bg_build() { # bg_build NAME COMMAND: the shell COMMAND in the background, in
   # its own process group (so an interrupted run stops it), log in $OUT/NAME.log
   local name=$1 cmd=$2
@@ -133,31 +146,34 @@ bg_build() { # bg_build NAME COMMAND: the shell COMMAND in the background, in
   setsid bash -c 'started=$SECONDS; ( '"$cmd"' ); rc=$?
     echo "'"$name"': exit $rc after $((SECONDS - started))s"; exit "$rc"' \
     >"$OUT/$name.log" 2>&1 </dev/null &
-  BUILD_PIDS+=("$!:$name")
+  BUILD_PIDS[$name]=$!
 }
-wait_builds() { # waits for every background build; shows the log of a failed one
-  local entry pid name failed=""
-  for entry in "${BUILD_PIDS[@]}"; do
-    pid=${entry%%:*} name=${entry#*:}
-    if ! wait "$pid"; then
+wait_builds() { # wait_builds NAME...: waits for those builds; shows a failed one's log
+  local name failed=""
+  for name in "$@"; do
+    if ! wait "${BUILD_PIDS[$name]}"; then
       tail -n 30 "$OUT/$name.log" >&2
       failed=1
     fi
+    unset "BUILD_PIDS[$name]"
     say "$(tail -n 1 "$OUT/$name.log")"
   done
-  BUILD_PIDS=()
   [[ -z "$failed" ]] || { say "a build failed"; exit 1; }
 }
+signal_build() { # signal_build STOP|CONT NAME: pauses or resumes a build still running
+  if [[ -n "${BUILD_PIDS[$2]:-}" ]]; then kill "-$1" -- "-${BUILD_PIDS[$2]}" 2>/dev/null || true; fi
+}
 
-step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while the x86_64 release, then the debug tree build"
-# The bench tool, the default members as `cargo lambda watch --release` builds
-# them, then the stack's own tools (what `scripts/stack.sh up` builds). One
-# after the other: on 2 cores the two trees built side by side took longer
-# (13.8 min) than in sequence (~11 min), each crowding the other's links.
-bg_build builds "cargo build --release --quiet -p bench && cargo build --release --quiet \
-  && echo \"x86_64 release tree built after \$((SECONDS - started))s\" \
-  && cargo build --quiet ${STACK_PACKAGES[*]}"
+step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while the x86_64 release and debug trees build"
+# The bench tool and the functions (one invocation: the three fat-LTO links
+# run side by side; the functions' units are those `cargo lambda watch
+# --release` builds), and the stack's own tools (what `scripts/stack.sh up`
+# builds).
+bg_build release-build "cargo build --release --quiet -p bench -p producer -p consumer"
+bg_build debug-build "nice -n 10 cargo build --quiet ${STACK_PACKAGES[*]}"
 "$ROOT/scripts/setup.sh"
+# The deployable zips, built and checked as `make test` does (shared artifacts).
+bg_build arm64-build "nice -n 19 '$ROOT/scripts/build-lambdas.sh'"
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v redis-benchmark >/dev/null 2>&1 || apt_install redis-tools
 PLOT_REQS="$ROOT/tools/bench/requirements.txt"
@@ -182,7 +198,7 @@ if ! redis_answers; then
   wait_for 20 "Redis" redis_answers
 fi
 
-wait_builds
+wait_builds release-build debug-build
 
 printf '{"max_concurrency": %s, "rate_per_minute": %s, "burst": %s, "spread_visibility_timeout": %s, "spread_in_process_wait_ms": %s, "naive_visibility_timeout": %s, "naive_in_process_wait_ms": %s, "stub_tolerance_ms": %s, "lambda_port": %s, "sqs_port": %s, "stub_port": %s}\n' \
   "$MAX_CONCURRENCY" "$RATE_LIMIT_PER_MINUTE" "$RATE_LIMIT_BURST" "$SPREAD_VISIBILITY_TIMEOUT" \
@@ -193,6 +209,7 @@ step "stack (spread deferral) on :$LAMBDA_PORT, :$SQS_PORT, :$STUB_PORT"
 export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS="$SPREAD_IN_PROCESS_WAIT_MS" \
   VISIBILITY_TIMEOUT="$SPREAD_VISIBILITY_TIMEOUT"
 stack_up spread
+signal_build STOP arm64-build
 
 step "4. end to end"
 "$BENCH" e2e --out "$OUT/e2e.json" --prefix "$RUN_ID"
@@ -219,10 +236,29 @@ kill -CONT "$POLLER_STOPPED"
 POLLER_STOPPED=""
 
 # From here to the accuracy runs' end the CPU is mostly idle: the zips build.
-# The deployable zips, built and checked as `make test` does (shared artifacts).
-bg_build arm64-build "nice -n 19 '$ROOT/scripts/build-lambdas.sh'"
+signal_build CONT arm64-build
 
-step "2a. accuracy: spread deferral (the same stack; arm64 zips building at nice 19)"
+naive_run() { # the naive baseline, on a stack of its own beside the spread one
+  trap stack_down EXIT
+  trap 'exit 130' INT TERM
+  STACK_UP="" MOTO_PID="" POLLER_STOPPED=""
+  export LAMBDA_PORT="$NAIVE_LAMBDA_PORT" SQS_PORT="$NAIVE_SQS_PORT" \
+    STUB_PORT="$NAIVE_STUB_PORT" STACK_DIR="$NAIVE_STACK_DIR"
+  unset AWS_ENDPOINT_URL_SQS ONLYFANS_API_URL PRODUCER_URL CONSUMER_INVOKE_URL QUEUE_URL DLQ_URL
+  source "$ROOT/scripts/env.sh"
+  export DEFERRAL_STRATEGY=naive IN_PROCESS_WAIT_MS="$NAIVE_IN_PROCESS_WAIT_MS" \
+    VISIBILITY_TIMEOUT="$NAIVE_VISIBILITY_TIMEOUT"
+  stack_up naive
+  "$BENCH" accuracy --label naive --prefix "$RUN_ID" --out "$OUT/accuracy-naive.json" \
+    --poller-log "$STACK_DIR/logs/poller.log"
+}
+
+step "2. accuracy: spread deferral and, beside it, the naive baseline (DEFERRAL_STRATEGY=naive, VISIBILITY_TIMEOUT=${NAIVE_VISIBILITY_TIMEOUT}s) on :$NAIVE_LAMBDA_PORT, :$NAIVE_SQS_PORT, :$NAIVE_STUB_PORT; arm64 zips building at nice 19"
+# Side by side, in one window: both are paced by the rate limit (the naive
+# one by its visibility timeouts too) and leave most of the CPU idle.
+if [[ -f "$NAIVE_STACK_DIR/pids" ]]; then STACK_DIR="$NAIVE_STACK_DIR" "$ROOT/scripts/stack.sh" down || true; fi
+naive_run >"$OUT/accuracy-naive.log" 2>&1 </dev/null &
+NAIVE_PID=$!
 "$BENCH" accuracy --label spread --prefix "$RUN_ID" --out "$OUT/accuracy-spread.json" \
   --poller-log "$STACK_DIR/logs/poller.log"
 
@@ -230,13 +266,15 @@ step "5b. footprint: consumer peak RSS"
 "$BENCH" rss --out "$OUT/rss.json" --root-pid "$(stack_pid lambda)" --name consumer
 stack_down
 
-step "2b. accuracy: naive baseline (DEFERRAL_STRATEGY=naive, VISIBILITY_TIMEOUT=${NAIVE_VISIBILITY_TIMEOUT}s)"
-export DEFERRAL_STRATEGY=naive IN_PROCESS_WAIT_MS="$NAIVE_IN_PROCESS_WAIT_MS" \
-  VISIBILITY_TIMEOUT="$NAIVE_VISIBILITY_TIMEOUT"
-stack_up naive
-"$BENCH" accuracy --label naive --prefix "$RUN_ID" --out "$OUT/accuracy-naive.json" \
-  --poller-log "$STACK_DIR/logs/poller.log"
-stack_down
+step "2. accuracy: waiting for the naive baseline"
+naive_rc=0
+wait "$NAIVE_PID" || naive_rc=$?
+NAIVE_PID=""
+grep '^\[bench\] accuracy' "$OUT/accuracy-naive.log" | tail -n 1 >&2 || true
+if (( naive_rc != 0 )); then
+  tail -n 30 "$OUT/accuracy-naive.log" >&2
+  say "the naive baseline run failed (exit $naive_rc)"; exit 1
+fi
 
 # A third run that separates the two halves of the design: deferral alone,
 # without waiting in process (BENCH_NO_WAIT_RUN=1 adds it, ~2-4 minutes).
@@ -250,7 +288,7 @@ if [[ "${BENCH_NO_WAIT_RUN:-0}" == 1 ]]; then
 fi
 
 step "arm64 zips (waiting for the background build)"
-wait_builds
+wait_builds arm64-build
 
 # The figures the CPU can sway, on a machine with nothing else running.
 step "1. limiter throughput"

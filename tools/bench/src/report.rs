@@ -373,12 +373,13 @@ fn markdown(r: &Value, goals: &[Goal], args: &Args) -> String {
          straight to SQS with SendMessageBatch (v1 queue bodies and the producer's message \
          attributes), interleaved; rate {} per minute, burst {}; {} concurrent consumer \
          invocations through the real poller (`sqs-trigger`), the SQS-compatible server and \
-         the stub. Functions under `cargo lambda watch` in the **{}** profile. The runs \
-         went one after the other in this `make bench`, each on a stack of its own (its own SQS \
-         server, stub and consumer process; the spread run's stack had served the end-to-end \
-         and HTTP intake measurements just before, its queue then purged), while the arm64 \
-         zips built at nice 19: these runs are paced by the rate limit, not the CPU, and the \
-         figures the CPU can sway were measured with nothing else running. The SQS-compatible \
+         the stub. Functions under `cargo lambda watch` in the **{}** profile. The spread \
+         and naive runs went side by side in this `make bench`, each on a stack of its own (its \
+         own ports, SQS server, stub and consumer process, accounts of its own in the shared \
+         Redis; the spread run's stack had served the end-to-end and HTTP intake measurements \
+         just before, its queue then purged), while the arm64 zips built at nice 19: these runs \
+         are paced by the rate limit, not the CPU, and the figures the CPU can sway were \
+         measured with nothing else running. The SQS-compatible \
          server is the project's moto started through `tools/bench/moto_server.py`, which removes two costs proportional to \
          the queue's length (an O(n) attribute scan on every send and every received message, \
          and a datetime-based clock in each visibility check); with stock moto a 2,000-message \

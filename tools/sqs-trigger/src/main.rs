@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -48,7 +49,13 @@ async fn main() -> ExitCode {
         }
     };
     let sdk_config = sqs_trigger::tls::sdk_config_loader()
-        .region(RegionProviderChain::default_provider().or_else("us-east-1"))
+        // AWS_REGION (or AWS_DEFAULT_REGION), else us-east-1. Not the default
+        // chain: its instance-metadata step would build an HTTP client of
+        // its own, which this build does not have (the SDK's aws-lc default).
+        .region(
+            RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                .or_else("us-east-1"),
+        )
         .load()
         .await;
     let sqs = aws_sdk_sqs::Client::new(&sdk_config);
