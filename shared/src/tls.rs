@@ -16,14 +16,19 @@ pub fn install() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// `aws_config::defaults` with the SDK's HTTPS client on rustls with ring
-/// (the SDK's own default, `default-https-client`, is rustls with aws-lc).
-/// Every SDK client is built from this loader.
-pub fn sdk_config_loader() -> aws_config::ConfigLoader {
-    let http = aws_smithy_http_client::Builder::new()
+/// The AWS SDK's HTTPS client on rustls with ring (the SDK's own default,
+/// `default-https-client`, is rustls with aws-lc). Without one, an SDK
+/// client fails every request ("No HTTP client was available").
+pub fn sdk_http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
+        .build_https()
+}
+
+/// `aws_config::defaults` with [`sdk_http_client`]. Every SDK client is
+/// built from this loader.
+pub fn sdk_config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_http_client())
 }
 
 #[cfg(test)]

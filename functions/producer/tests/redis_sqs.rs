@@ -46,6 +46,7 @@ fn sqs_endpoint() -> String {
 fn sqs() -> Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(shared::tls::sdk_http_client())
         .endpoint_url(sqs_endpoint())
         .region(Region::new(env_or("AWS_REGION", "us-east-1")))
         .credentials_provider(Credentials::new(

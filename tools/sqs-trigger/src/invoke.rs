@@ -53,7 +53,7 @@ pub(crate) struct Invoker {
 
 impl Invoker {
     pub(crate) fn new(url: String, timeout: Duration) -> Result<Self, reqwest::Error> {
-        crate::tls::install();
+        shared::tls::install();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))

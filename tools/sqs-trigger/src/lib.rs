@@ -90,7 +90,6 @@ pub mod config;
 pub mod event;
 pub mod invoke;
 mod poller;
-pub mod tls;
 
 pub use config::TriggerConfig;
 pub use event::{SqsEvent, SqsMessageAttribute, SqsRecord};

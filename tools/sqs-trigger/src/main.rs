@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sdk_config = sqs_trigger::tls::sdk_config_loader()
+    let sdk_config = shared::tls::sdk_config_loader()
         // AWS_REGION (or AWS_DEFAULT_REGION), else us-east-1. Not the default
         // chain: its instance-metadata step would build an HTTP client of
         // its own, which this build does not have (the SDK's aws-lc default).

@@ -61,7 +61,7 @@ pub async fn sqs() -> Result<Client> {
         None,
         "sqs-trigger-tests",
     );
-    let config = sqs_trigger::tls::sdk_config_loader()
+    let config = shared::tls::sdk_config_loader()
         .endpoint_url(endpoint)
         .region(Region::new(env_or("AWS_REGION", "us-east-1")))
         .credentials_provider(credentials)
