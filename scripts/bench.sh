@@ -139,11 +139,16 @@ if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
 # run, resumed for the accuracy runs (the rate limit paces them, not the CPU)
 # and waited for before the limiter, intake and start-up figures, which are
 # measured with no build running.
-bg_build() { # bg_build NAME COMMAND: the shell COMMAND in the background, in
-  # its own process group (so an interrupted run stops it), log in $OUT/NAME.log
-  local name=$1 cmd=$2
+bg_build() { # bg_build NAME NICENESS COMMAND: the shell COMMAND in the background,
+  # in a session of its own (so an interrupted run stops the whole of it), at
+  # that niceness, log in $OUT/NAME.log
+  local name=$1 niceness=$2 cmd=$3
+  # With the scheduler's autogroups (Linux's default), a new session is a
+  # group of its own that competes with the others as a whole, whatever its
+  # processes' niceness: the inner shell nices its group too.
   # shellcheck disable=SC2016 # $SECONDS and $rc expand in the inner shell
-  setsid bash -c 'started=$SECONDS; ( '"$cmd"' ); rc=$?
+  setsid nice -n "$niceness" bash -c '{ echo '"$niceness"' >/proc/self/autogroup; } 2>/dev/null
+    started=$SECONDS; ( '"$cmd"' ); rc=$?
     echo "'"$name"': exit $rc after $((SECONDS - started))s"; exit "$rc"' \
     >"$OUT/$name.log" 2>&1 </dev/null &
   BUILD_PIDS[$name]=$!
@@ -169,11 +174,11 @@ step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while th
 # run side by side; the functions' units are those `cargo lambda watch
 # --release` builds), and the stack's own tools (what `scripts/stack.sh up`
 # builds).
-bg_build release-build "cargo build --release --quiet -p bench -p producer -p consumer"
-bg_build debug-build "nice -n 10 cargo build --quiet ${STACK_PACKAGES[*]}"
+bg_build release-build 0 "cargo build --release --quiet -p bench -p producer -p consumer"
+bg_build debug-build 10 "cargo build --quiet ${STACK_PACKAGES[*]}"
 "$ROOT/scripts/setup.sh"
 # The deployable zips, built and checked as `make test` does (shared artifacts).
-bg_build arm64-build "nice -n 19 '$ROOT/scripts/build-lambdas.sh'"
+bg_build arm64-build 19 "'$ROOT/scripts/build-lambdas.sh'"
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v redis-benchmark >/dev/null 2>&1 || apt_install redis-tools
 PLOT_REQS="$ROOT/tools/bench/requirements.txt"
