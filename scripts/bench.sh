@@ -175,7 +175,7 @@ step "setup and builds: tools (.venv, wrk, redis-benchmark, matplotlib) while th
 # --release` builds), and the stack's own tools (what `scripts/stack.sh up`
 # builds).
 bg_build release-build 0 "cargo build --release --quiet -p bench -p producer -p consumer"
-bg_build debug-build 10 "cargo build --quiet ${STACK_PACKAGES[*]}"
+bg_build debug-build 10 "cargo build --quiet ${STACK_TOOLS[*]}"
 "$ROOT/scripts/setup.sh"
 # The deployable zips, built and checked as `make test` does (shared artifacts).
 bg_build arm64-build 19 "'$ROOT/scripts/build-lambdas.sh'"

@@ -4,8 +4,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 export STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
 export VENV="${VENV:-$ROOT/.venv}"
-# What `scripts/stack.sh up` builds (debug): the functions and the dev tools.
-STACK_PACKAGES=(-p producer -p consumer -p onlyfans-stub -p sqs-trigger -p devctl)
+# What `scripts/stack.sh up` builds (debug): the functions and the dev tools;
+# only the tools when the functions run in the release profile
+# (WATCH_FLAGS with --release: cargo lambda watch builds those itself).
+STACK_TOOLS=(-p onlyfans-stub -p sqs-trigger -p devctl)
+STACK_PACKAGES=(-p producer -p consumer "${STACK_TOOLS[@]}")
 
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export SQS_PORT="${SQS_PORT:-4566}"

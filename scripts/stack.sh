@@ -61,7 +61,11 @@ up() {
   fi
 
   log "building the functions and dev tools (the first build takes a few minutes)"
-  cargo build --quiet "${STACK_PACKAGES[@]}"
+  if [[ " $WATCH_FLAGS " == *" --release "* ]]; then
+    cargo build --quiet "${STACK_TOOLS[@]}"
+  else
+    cargo build --quiet "${STACK_PACKAGES[@]}"
+  fi
 
   local urls
   urls=$("$ROOT/target/debug/devctl" create-queues --name "$QUEUE_NAME" \
