@@ -135,12 +135,9 @@ mod hs256 {
 
     /// Makes HS256 jsonwebtoken's process-wide provider; idempotent.
     pub(super) fn install() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
         // An Err means a provider is already installed, which is this one:
         // nothing else in the process installs any.
-        ONCE.call_once(|| {
-            let _ = PROVIDER.install_default();
-        });
+        let _ = PROVIDER.install_default();
     }
 
     fn hmac(algorithm: Algorithm, family: AlgorithmFamily, key: &[u8]) -> Result<HmacSha256> {
