@@ -198,13 +198,13 @@ impl Enqueue for ResilientQueue {
         traceparent: Option<&str>,
     ) -> Result<(), QueueError> {
         let sqs_error = match self.breaker.permit() {
-            Permit::Go => match self.sqs.enqueue(msg, traceparent).await {
+            Permit::Go(call) => match self.sqs.enqueue(msg, traceparent).await {
                 Ok(()) => {
-                    self.breaker.success();
+                    call.success();
                     return Ok(());
                 }
                 Err(e) => {
-                    self.breaker.failure();
+                    call.failure();
                     e.to_string()
                 }
             },

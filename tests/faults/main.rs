@@ -8,6 +8,7 @@
 //! `scripts/faults.sh test` (called by `make test` after the main suite).
 //! Each reports what it saw on stderr (`[faults] ...`).
 
+mod breaker;
 mod consumer_crash;
 mod duplicate_delivery;
 mod harness;

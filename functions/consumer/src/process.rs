@@ -257,8 +257,11 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         let attempts_before = record.as_ref().map_or(0, |r| r.attempts);
 
         // An upstream that keeps failing is left alone for a while: the
-        // message waits (no token taken, no attempt counted).
-        if let Permit::Refused { retry_in } = self.breaker.permit() {
+        // message waits (no token taken, no attempt counted). Only a look:
+        // the permit itself is taken right before the call, so no path
+        // between here and there (throttled, paused, limiter down) can hold
+        // the half-open probe.
+        if let Some(retry_in) = self.breaker.refusing() {
             return self
                 .defer(env, msg, retry_in, None, "upstream circuit open")
                 .await;
@@ -293,6 +296,18 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             }
         }
 
+        // Another message may have become the half-open probe since the
+        // look above; then this one waits (its token is spent: a rare race,
+        // and never an excess over the limit). The call settles the permit;
+        // dropped on any other path, it gives the probe back.
+        let breaker_call = match self.breaker.permit() {
+            Permit::Go(call) => call,
+            Permit::Refused { retry_in } => {
+                return self
+                    .defer(env, msg, retry_in, None, "upstream circuit open")
+                    .await;
+            }
+        };
         let fallback = (msg.priority, msg.created_at);
         let _ = self
             .store
@@ -309,9 +324,10 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             .latency(Metric::UpstreamLatency, call.latency, msg.priority);
         let attempts = attempts_before + 1;
         match &call.outcome {
-            Outcome::Transient { .. } => self.breaker.failure(),
-            Outcome::Unauthorized { .. } => {}
-            _ => self.breaker.success(),
+            Outcome::Transient { .. } => breaker_call.failure(),
+            // Our credentials, not the upstream's health.
+            Outcome::Unauthorized { .. } => breaker_call.neutral(),
+            _ => breaker_call.success(),
         }
         let call_kind = match call.outcome {
             Outcome::Unauthorized { .. } => CallKind::Unauthorized,

@@ -640,3 +640,110 @@ async fn a_sent_status_redis_cannot_take_is_recorded_by_a_copy() {
     assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
     assert_eq!(r.attempts, 1);
 }
+
+/// Opens the breaker (three transient failures), then lets its open period
+/// pass (virtual time): the next call is the half-open probe.
+async fn open_then_half_open(d: &TestDeps) {
+    for _ in 0..3 {
+        d.upstream
+            .script
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Transient {
+                reason: "upstream answered 503".into(),
+            });
+    }
+    let records: Vec<_> = (0..3)
+        .map(|i| record(&format!("o{i}"), &body(MessageId::new()), 1))
+        .collect();
+    assert_eq!(run(d, records).await.len(), 3);
+    assert!(d.breaker.is_open());
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(!d.breaker.is_open());
+}
+
+/// A healthy message after the probe's holder went its own way is sent.
+async fn a_healthy_message_is_sent(d: &TestDeps) {
+    let calls = d.upstream.calls.lock().unwrap().len();
+    let id = MessageId::new();
+    assert!(
+        run(d, vec![record("healthy", &body(id), 1)])
+            .await
+            .is_empty(),
+        "the breaker let the healthy message through"
+    );
+    assert_eq!(d.upstream.calls.lock().unwrap().len(), calls + 1);
+    assert_eq!(status(d, id).await.status, Status::Sent);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_message_after_an_outage_never_stalls_the_breaker() {
+    let d = deps();
+    open_then_half_open(&d).await;
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Throttled {
+            wait: Duration::from_secs(6),
+            tokens: 0.0,
+        }));
+    assert_eq!(
+        run(&d, vec![record("t", &body(MessageId::new()), 1)]).await,
+        vec!["t"]
+    );
+    a_healthy_message_is_sent(&d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_accounts_message_after_an_outage_never_stalls_the_breaker() {
+    let d = deps();
+    open_then_half_open(&d).await;
+    d.limiter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Ok(Decision::Paused {
+            wait: Duration::from_secs(600),
+        }));
+    assert_eq!(
+        run(&d, vec![record("p", &body(MessageId::new()), 1)]).await,
+        vec!["p"]
+    );
+    a_healthy_message_is_sent(&d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limiter_error_after_an_outage_never_stalls_the_breaker() {
+    let d = deps();
+    open_then_half_open(&d).await;
+    d.limiter.script.lock().unwrap().push_back(Err(()));
+    assert_eq!(
+        run(&d, vec![record("e", &body(MessageId::new()), 1)]).await,
+        vec!["e"]
+    );
+    a_healthy_message_is_sent(&d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_probe_gives_the_probe_back() {
+    let d = deps();
+    open_then_half_open(&d).await;
+    d.upstream
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Outcome::Unauthorized {
+            reason: "upstream answered 401".into(),
+        });
+    assert_eq!(
+        run(&d, vec![record("u", &body(MessageId::new()), 1)]).await,
+        vec!["u"]
+    );
+    assert_eq!(
+        *d.upstream.refreshed.lock().unwrap(),
+        1,
+        "the probe was made"
+    );
+    a_healthy_message_is_sent(&d).await;
+}
