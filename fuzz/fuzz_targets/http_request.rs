@@ -4,8 +4,7 @@
 //! Gateway HTTP API v2, the only kind the producer's `lambda_http` is built
 //! to read. Whatever parses as such an event is turned into a request by
 //! `lambda_http` itself, exactly as at run time, and goes through
-//! `producer::handler::handle` with in-memory ports written here against the
-//! producer's public port traits (the unit tests' fakes are test-only).
+//! `producer::handler::handle` with the in-memory ports of the `testkit` crate.
 //!
 //! `lambda_http`'s event-to-request conversion panics (`unwrap`/`expect`) on
 //! events API Gateway never sends: a Host or `x-forwarded-proto` that makes
@@ -32,18 +31,17 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use libfuzzer_sys::fuzz_target;
 use producer::handler::{IDEMPOTENT_REPLAYED, handle};
-use producer::ports::{BucketViewer, MessageStore, QueueInfo};
 use producer::routes::{self, Routing};
 use producer::{App, Settings};
 use serde_json::Value;
 use shared::auth::Verifier;
-use shared::limiter::{BucketView, LimiterError};
-use shared::message::{AccountId, MessageId, Priority, QueueMessage};
-use shared::queue::{Enqueue, QueueError, QueueStats};
-use shared::store::{IdempotencyState, Status, StatusRecord, StoreError};
+use shared::clock::Clock;
+use shared::idempotency::Polling;
+use shared::message::{MessageId, Priority, QueueMessage};
+use shared::store::{Status, StatusRecord};
 use shared::telemetry::Metrics;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use testkit::{MemBuckets, MemQueue, MemStore};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -53,160 +51,13 @@ const SECRET: &str = "local-dev-jwt-secret-change-me";
 const SAMPLE_ACCOUNT: &str = "acct_1";
 const SAMPLE_ID: &str = "019ac2f4-5b6e-7c3a-9d1f-2e4b6a8c0d1e";
 
-/// What an `Idempotency-Key` holds: fingerprint, message id, answered yet.
-type KeyEntry = (String, MessageId, bool);
-
-/// Status records and idempotency keys, with the semantics of `RedisStore`.
-#[derive(Default)]
-struct Store {
-    records: Mutex<HashMap<(String, MessageId), StatusRecord>>,
-    keys: Mutex<HashMap<(String, String), KeyEntry>>,
-}
-
-impl MessageStore for Store {
-    async fn put_queued(
-        &self,
-        account: &AccountId,
-        id: &MessageId,
-        priority: Priority,
-        created_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let record = StatusRecord {
-            message_id: *id,
-            status: Status::Queued,
-            priority,
-            attempts: 0,
-            created_at,
-            sent_at: None,
-            upstream_message_id: None,
-            last_error: None,
-        };
-        self.records
-            .lock()
-            .unwrap()
-            .insert((account.to_string(), *id), record);
-        Ok(())
-    }
-
-    async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
-        self.records
-            .lock()
-            .unwrap()
-            .remove(&(account.to_string(), *id));
-        Ok(())
-    }
-
-    async fn get(
-        &self,
-        account: &AccountId,
-        id: &MessageId,
-    ) -> Result<Option<StatusRecord>, StoreError> {
-        Ok(self
-            .records
-            .lock()
-            .unwrap()
-            .get(&(account.to_string(), *id))
-            .cloned())
-    }
-
-    async fn reserve_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<IdempotencyState, StoreError> {
-        let mut keys = self.keys.lock().unwrap();
-        let entry = keys
-            .entry((account.to_string(), key.to_owned()))
-            .or_insert_with(|| (fingerprint.to_owned(), *id, false));
-        Ok(match entry {
-            (fp, _, _) if fp != fingerprint => IdempotencyState::Conflict,
-            (_, first, true) => IdempotencyState::Done(*first),
-            (_, first, false) if first == id => IdempotencyState::Reserved,
-            _ => IdempotencyState::InProgress,
-        })
-    }
-
-    async fn complete_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<(), StoreError> {
-        self.keys.lock().unwrap().insert(
-            (account.to_string(), key.to_owned()),
-            (fingerprint.to_owned(), *id, true),
-        );
-        Ok(())
-    }
-
-    async fn release_idempotency(&self, account: &AccountId, key: &str) -> Result<(), StoreError> {
-        self.keys
-            .lock()
-            .unwrap()
-            .remove(&(account.to_string(), key.to_owned()));
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    sent: Mutex<Vec<QueueMessage>>,
-}
-
-impl Enqueue for Queue {
-    async fn enqueue(
-        &self,
-        msg: &QueueMessage,
-        _traceparent: Option<&str>,
-    ) -> Result<(), QueueError> {
-        self.sent.lock().unwrap().push(msg.clone());
-        Ok(())
-    }
-}
-
-impl QueueInfo for Queue {
-    async fn stats(&self) -> Result<QueueStats, QueueError> {
-        Ok(QueueStats {
-            visible: 3,
-            in_flight: 1,
-            delayed: 2,
-            dlq_depth: 0,
-            oldest_age_secs: Some(5),
-        })
-    }
-
-    async fn ping(&self) -> Result<(), QueueError> {
-        Ok(())
-    }
-}
-
-struct Buckets;
-
-impl BucketViewer for Buckets {
-    async fn view(&self, _account: &AccountId) -> Result<BucketView, LimiterError> {
-        Ok(BucketView {
-            tokens: 7.25,
-            per_minute: 10.0,
-            burst: 10.0,
-            paused_for: None,
-        })
-    }
-}
-
-type FuzzApp = App<Store, Queue, Buckets>;
+type FuzzApp = App<MemStore, MemQueue, MemBuckets>;
 
 fn app() -> FuzzApp {
-    let store = Store::default();
+    let store = MemStore::default();
     let id = MessageId::parse(SAMPLE_ID).unwrap();
-    store.records.lock().unwrap().insert(
-        (SAMPLE_ACCOUNT.to_owned(), id),
+    store.insert(
+        SAMPLE_ACCOUNT,
         StatusRecord {
             message_id: id,
             status: Status::Sent,
@@ -220,18 +71,21 @@ fn app() -> FuzzApp {
     );
     App {
         store,
-        queue: Queue::default(),
-        buckets: Buckets,
+        queue: MemQueue::default(),
+        buckets: MemBuckets::default(),
         verifier: Verifier::new(SECRET),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,
             require_authorizer: false,
-            idempotency_wait: Duration::from_millis(10),
-            idempotency_poll: Duration::from_millis(5),
+            idempotency: Polling {
+                wait: Duration::from_millis(10),
+                every: Duration::from_millis(5),
+            },
             health_timeout: Duration::from_millis(100),
         },
         metrics: Metrics::disabled("Fuzz", "producer"),
+        clock: Clock::system(),
     }
 }
 
@@ -376,7 +230,7 @@ fuzz_target!(|data: &[u8]| {
         "{code} is not among the statuses routes declares for this request: {declared:?}"
     );
 
-    let sent = app.queue.sent.lock().unwrap().clone();
+    let sent: Vec<QueueMessage> = app.queue.sent.lock().unwrap().iter().map(|(m, _)| m.clone()).collect();
     if a.status.is_success() {
         assert_eq!(a.content_type, "application/json");
     } else {

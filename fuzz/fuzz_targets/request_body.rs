@@ -4,15 +4,14 @@
 //! never a panic. What it accepts must meet the documented limits, checked
 //! here independently of the domain types' own constructors, and its
 //! idempotency fingerprint must depend only on the message's meaning.
-//! `parse_idempotency_key` gets the same bytes as a header value.
+//! `IdempotencyKey::parse` gets the same bytes as a header value.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use shared::intake::{
-    IDEMPOTENCY_KEY_MAX, IntakeError, fingerprint, parse_idempotency_key, parse_new_message,
-};
+use shared::idempotency::{IdempotencyKey, KEY_MAX};
+use shared::intake::{IntakeError, fingerprint, parse_new_message};
 use shared::message::NewMessage;
 
 fn check_limits(msg: &NewMessage) {
@@ -98,8 +97,9 @@ fuzz_target!(|data: &[u8]| {
         Err(IntakeError::Malformed(_) | IntakeError::NotAnObject) => {}
     }
 
-    if let Ok(key) = parse_idempotency_key(data) {
-        assert!((1..=IDEMPOTENCY_KEY_MAX).contains(&key.len()));
+    if let Ok(key) = IdempotencyKey::parse(data) {
+        let key = key.as_str();
+        assert!((1..=KEY_MAX).contains(&key.len()));
         assert!(key.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     }
 });

@@ -118,6 +118,10 @@ pub struct Config {
     /// `BREAKER_FAILURE_THRESHOLD` (default 5) and `BREAKER_OPEN_SECS`
     /// (default 30): the circuit breakers around SQS and the OnlyFans API.
     pub breaker: crate::breaker::BreakerConfig,
+    /// `FUNCTION_TIMEOUT_SECS` (default 30): the consumer's deadline when the
+    /// runtime gives none it can read (`cargo lambda watch` sends a relative
+    /// number); in AWS the runtime's deadline is used.
+    pub function_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,6 +281,7 @@ impl Config {
                 failure_threshold: env.parse("BREAKER_FAILURE_THRESHOLD", 5)?,
                 open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS", 30)?),
             },
+            function_timeout: Duration::from_secs(env.parse("FUNCTION_TIMEOUT_SECS", 30)?),
         })
     }
 

@@ -11,8 +11,6 @@ use sha2::{Digest, Sha256};
 
 /// Largest accepted body (the contract's 413 threshold, SQS's message limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Longest accepted `Idempotency-Key`.
-pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 const KNOWN_FIELDS: [&str; 4] = ["recipientId", "content", "priority", "mediaUrls"];
 
@@ -161,25 +159,6 @@ pub fn parse_new_message(body: &[u8]) -> Result<NewMessage, IntakeError> {
     }
 }
 
-/// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.
-pub fn parse_idempotency_key(raw: &[u8]) -> Result<&str, FieldError> {
-    let s = std::str::from_utf8(raw)
-        .map_err(|_| FieldError::new("Idempotency-Key", "must be visible ASCII"))?;
-    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_MAX {
-        return Err(FieldError::new(
-            "Idempotency-Key",
-            format!("must be 1 to {IDEMPOTENCY_KEY_MAX} characters"),
-        ));
-    }
-    if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(FieldError::new(
-            "Idempotency-Key",
-            "must be visible ASCII without spaces",
-        ));
-    }
-    Ok(s)
-}
-
 /// A fingerprint of a message's meaning (not its bytes): the same message
 /// with other whitespace or key order is the "same body" for idempotency.
 pub fn fingerprint(msg: &NewMessage) -> String {
@@ -315,16 +294,6 @@ mod tests {
         ));
         assert_eq!(parse_new_message(b"[1]"), Err(IntakeError::NotAnObject));
         assert_eq!(parse_new_message(b"null"), Err(IntakeError::NotAnObject));
-    }
-
-    #[test]
-    fn idempotency_keys() {
-        assert!(parse_idempotency_key(b"abc-123").is_ok());
-        assert!(parse_idempotency_key(b"").is_err());
-        assert!(parse_idempotency_key(b"has space").is_err());
-        assert!(parse_idempotency_key(&[b'a'; 256]).is_err());
-        assert!(parse_idempotency_key(&[b'a'; 255]).is_ok());
-        assert!(parse_idempotency_key(&[0xff]).is_err());
     }
 
     #[test]

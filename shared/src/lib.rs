@@ -16,13 +16,19 @@
 //! - [`intake`]: request body to [`message::NewMessage`], every field error collected.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies.
 //! - [`auth`]: bearer-token verification and the local token signer.
-//! - [`limiter`]: the Redis Lua token bucket and its Rust twin (fake-clock tests).
-//! - [`delivery`]: the OnlyFans client and the classification of its answers.
-//! - [`store`]: status records, idempotency keys and send claims in Redis.
-//! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics.
+//! - [`limiter`]: the Redis Lua token bucket and its Rust twin (fake-clock tests)
+//!   ([`limiter::Limiter`], [`limiter::BucketViewer`]).
+//! - [`delivery`]: the OnlyFans client ([`delivery::Upstream`]), the classification of its
+//!   answers, and [`delivery::policy`]: every delivery rule as a pure function.
+//! - [`idempotency`]: the `Idempotency-Key` newtype, its stored entry and the
+//!   reserve -> accept -> complete protocol.
+//! - [`store`]: status records and send claims in Redis ([`store::StatusStore`], [`store::ClaimStore`]).
+//! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics
+//!   ([`queue::Enqueue`], [`queue::QueueInfo`], [`queue::Redeliver`]).
 //! - [`redrive`]: DLQ messages back to the main queue (`make redrive`).
 //! - [`outbox`]: the producer's Redis-stream fallback while SQS is down, and its replay.
 //! - [`breaker`]: circuit breakers around SQS (producer) and the OnlyFans API (consumer).
+//! - [`clock`]: the one source of wall time; elapsed time and sleeps are tokio's (virtual in the simulation).
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
 //! - [`secrets`]: Secrets Manager reads (API token, Redis AUTH) at cold start.
 //! - [`tls`]: rustls with ring for the SDK, reqwest and redis-rs clients.
@@ -31,8 +37,10 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod idempotency;
 pub mod intake;
 pub mod keys;
 pub mod limiter;
@@ -47,13 +55,10 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 
-/// Current wall-clock time in milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch on the system clock ([`clock::Clock`]'s).
 ///
-/// Used for timestamps shown to users and for the limiter's client-clock
-/// fallback; rate decisions normally use Redis `TIME` instead.
+/// For the dev tools and tests that stamp tokens and bodies; the functions
+/// read time through the [`clock::Clock`] they were built with.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    clock::Clock::system().now_ms()
 }

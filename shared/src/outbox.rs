@@ -17,7 +17,7 @@
 use crate::breaker::{Breaker, Permit};
 use crate::keys;
 use crate::message::QueueMessage;
-use crate::queue::{Enqueue, QueueError, SqsQueue, message_attributes};
+use crate::queue::{Enqueue, QueueError, QueueInfo, QueueStats, SqsQueue, message_attributes};
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
@@ -220,5 +220,16 @@ impl Enqueue for ResilientQueue {
                 message: format!("{sqs_error}; the outbox refused it too: {e}"),
             }),
         }
+    }
+}
+
+/// The queue as `/v1/status` and `/health` see it: SQS's, whatever the breaker says.
+impl QueueInfo for ResilientQueue {
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.sqs.stats().await
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.sqs.ping().await
     }
 }

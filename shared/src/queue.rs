@@ -1,4 +1,5 @@
-//! SQS: enqueue, defer, dead-letter, re-enqueue and queue statistics.
+//! SQS: enqueue, defer, dead-letter, re-enqueue and queue statistics, each
+//! behind a small port trait implemented directly on [`SqsQueue`].
 //!
 //! One `aws_sdk_sqs::Client` is built at cold start ([`sqs_client`]) with the
 //! SDK's standard retries (exponential backoff with jitter) and tight
@@ -24,8 +25,6 @@ pub mod attr {
     pub const TRACEPARENT: &str = "traceparent";
     /// Why the consumer dead-lettered a message.
     pub const DEAD_REASON: &str = "deadReason";
-    /// Real delivery attempts carried over when a message is re-enqueued.
-    pub const ATTEMPTS: &str = "attempts";
     /// On a copy of a delivered message whose `sent` status Redis could not
     /// take: the outcome (JSON: attempts, sentAt, upstreamMessageId), which
     /// the consumer only records.
@@ -85,12 +84,47 @@ pub struct QueueStats {
     pub oldest_age_secs: Option<u64>,
 }
 
+/// Message attributes as the SDK sends them.
+pub type Attributes = HashMap<String, MessageAttributeValue>;
+
 /// The producer's port: put a message on the queue durably.
 pub trait Enqueue: Send + Sync {
     fn enqueue(
         &self,
         msg: &QueueMessage,
         traceparent: Option<&str>,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// What the producer reads about the queue, beside sending to it.
+pub trait QueueInfo: Send + Sync {
+    /// Depths of the main queue and the DLQ (`/v1/status`).
+    fn stats(&self) -> impl Future<Output = Result<QueueStats, QueueError>> + Send;
+    /// Proves the queue answers (`/health`).
+    fn ping(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// What the consumer does to SQS messages besides the trigger's deletes.
+pub trait Redeliver: Send + Sync {
+    /// Hides a received message for `wait` (capped at 12 h): it comes back then.
+    fn defer(
+        &self,
+        receipt_handle: &str,
+        wait: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Sends a body to the DLQ with the reason as an attribute.
+    fn dead_letter(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Sends a fresh copy to the main queue (its receive count starts again).
+    fn requeue(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        delay: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
@@ -138,58 +172,46 @@ impl SqsQueue {
             .map_err(sqs_err("SendMessage"))?;
         Ok(out.message_id.unwrap_or_default())
     }
+}
 
-    /// Hides a received message for `wait` (capped at 12 h): a deferral.
-    pub async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
-        let secs = wait.min(MAX_VISIBILITY).as_secs() as i32;
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(secs)
-            .send()
-            .await
-            .map_err(sqs_err("ChangeMessageVisibility"))?;
-        Ok(())
-    }
-
-    /// Sends a body to the DLQ with the reason as a message attribute.
-    pub async fn dead_letter(
-        &self,
-        body: &str,
-        mut attributes: HashMap<String, MessageAttributeValue>,
-        reason: &str,
-    ) -> Result<(), QueueError> {
-        let Some(dlq) = &self.dlq_url else {
-            return Err(QueueError::Sqs {
-                op: "SendMessage(DLQ)",
-                message: "DLQ_URL is not configured".into(),
-            });
-        };
-        // SQS message attribute values are limited; reasons are short, but cap anyway.
-        let reason: String = reason.chars().take(1024).collect();
-        if let Some(v) = string_attr(reason) {
-            attributes.insert(attr::DEAD_REASON.into(), v);
+/// The attributes the producer puts on every message.
+pub fn message_attributes(
+    msg: &QueueMessage,
+    traceparent: Option<&str>,
+) -> HashMap<String, MessageAttributeValue> {
+    let mut m = HashMap::new();
+    let mut put = |k: &str, v: &str| {
+        if let Some(a) = string_attr(v) {
+            m.insert(k.to_owned(), a);
         }
-        // An empty body cannot be sent to SQS; keep the record of it anyway.
-        let body = if body.is_empty() {
-            "(empty body)"
-        } else {
-            body
-        };
-        self.client
-            .send_message()
-            .queue_url(dlq)
-            .message_body(body)
-            .set_message_attributes(Some(attributes))
-            .send()
-            .await
-            .map_err(sqs_err("SendMessage(DLQ)"))?;
-        Ok(())
+    };
+    put(attr::PRIORITY, msg.priority.as_str());
+    put(attr::ACCOUNT_ID, msg.account_id.as_str());
+    if let Some(tp) = traceparent {
+        put(attr::TRACEPARENT, tp);
     }
+    m
+}
 
+impl Enqueue for SqsQueue {
+    async fn enqueue(
+        &self,
+        msg: &QueueMessage,
+        traceparent: Option<&str>,
+    ) -> Result<(), QueueError> {
+        self.send_raw(
+            msg.to_body(),
+            message_attributes(msg, traceparent),
+            Duration::ZERO,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl QueueInfo for SqsQueue {
     /// Queue depths of the main queue and the DLQ.
-    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
         let main = self
             .client
             .get_queue_attributes()
@@ -236,7 +258,7 @@ impl SqsQueue {
     }
 
     /// A cheap call proving SQS answers, for `/health`.
-    pub async fn ping(&self) -> Result<(), QueueError> {
+    async fn ping(&self) -> Result<(), QueueError> {
         self.client
             .get_queue_attributes()
             .queue_url(&self.queue_url)
@@ -248,37 +270,64 @@ impl SqsQueue {
     }
 }
 
-/// The attributes the producer puts on every message.
-pub fn message_attributes(
-    msg: &QueueMessage,
-    traceparent: Option<&str>,
-) -> HashMap<String, MessageAttributeValue> {
-    let mut m = HashMap::new();
-    let mut put = |k: &str, v: &str| {
-        if let Some(a) = string_attr(v) {
-            m.insert(k.to_owned(), a);
-        }
-    };
-    put(attr::PRIORITY, msg.priority.as_str());
-    put(attr::ACCOUNT_ID, msg.account_id.as_str());
-    if let Some(tp) = traceparent {
-        put(attr::TRACEPARENT, tp);
+impl Redeliver for SqsQueue {
+    /// Hides a received message for `wait` (capped at 12 h): a deferral.
+    async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
+        let secs = wait.min(MAX_VISIBILITY).as_secs() as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(sqs_err("ChangeMessageVisibility"))?;
+        Ok(())
     }
-    m
-}
 
-impl Enqueue for SqsQueue {
-    async fn enqueue(
+    /// Sends a body to the DLQ with the reason as a message attribute.
+    async fn dead_letter(
         &self,
-        msg: &QueueMessage,
-        traceparent: Option<&str>,
+        body: &str,
+        mut attributes: Attributes,
+        reason: &str,
     ) -> Result<(), QueueError> {
-        self.send_raw(
-            msg.to_body(),
-            message_attributes(msg, traceparent),
-            Duration::ZERO,
-        )
-        .await
-        .map(|_| ())
+        let Some(dlq) = &self.dlq_url else {
+            return Err(QueueError::Sqs {
+                op: "SendMessage(DLQ)",
+                message: "DLQ_URL is not configured".into(),
+            });
+        };
+        // SQS message attribute values are limited; reasons are short, but cap anyway.
+        let reason: String = reason.chars().take(1024).collect();
+        if let Some(v) = string_attr(reason) {
+            attributes.insert(attr::DEAD_REASON.into(), v);
+        }
+        // An empty body cannot be sent to SQS; keep the record of it anyway.
+        let body = if body.is_empty() {
+            "(empty body)"
+        } else {
+            body
+        };
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(body)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(sqs_err("SendMessage(DLQ)"))?;
+        Ok(())
+    }
+
+    async fn requeue(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.send_raw(body.to_owned(), attributes, delay)
+            .await
+            .map(|_| ())
     }
 }

@@ -1,4 +1,6 @@
-//! Message state in Redis: status records, idempotency keys and send claims.
+//! Message state in Redis: status records and send claims (idempotency keys
+//! are [`crate::idempotency`]'s), each behind a small port trait implemented
+//! directly on [`RedisStore`].
 //!
 //! All keys of one account share a hash tag ([`crate::keys`]). Status
 //! transitions go through one Lua script that refuses to leave a terminal
@@ -13,13 +15,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-/// How long an `Idempotency-Key` is remembered (the contract's 24 h).
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
-/// How long a reservation stays `pending`: longer than any request can take
-/// (API Gateway gives up after 30 s), short enough that a producer that died
-/// mid-request does not block the key for a day.
-pub const IDEMPOTENCY_PENDING_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,19 +91,6 @@ pub struct Transition {
     pub last_error: Option<String>,
 }
 
-/// What an `Idempotency-Key` already stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyState {
-    /// The key is new and now reserved for this request.
-    Reserved,
-    /// The same body was accepted before as this message.
-    Done(MessageId),
-    /// The same body is being accepted right now by another request.
-    InProgress,
-    /// The key was used with a different body.
-    Conflict,
-}
-
 /// The result of trying to claim a message for sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -162,10 +144,75 @@ end
 return 0
 ";
 
+/// Status records: the producer writes and reads them, the consumer moves
+/// them along. Implemented by [`RedisStore`] and by the in-memory fake of
+/// the `testkit` crate.
+pub trait StatusStore: Send + Sync {
+    /// Reads one of `account`'s records.
+    fn get(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<Option<StatusRecord>, StoreError>> + Send;
+
+    /// Writes the `queued` record of a message about to be enqueued.
+    fn put_queued(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        priority: Priority,
+        created_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the record of a message that was never enqueued.
+    fn delete(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves a record to `to` unless it is terminal; returns the status the
+    /// record has afterwards (`None` if there is no record). A missing record
+    /// is recreated from `fallback` (priority, creation time).
+    fn transition(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        to: Status,
+        change: Transition,
+        fallback: Option<(Priority, OffsetDateTime)>,
+    ) -> impl Future<Output = Result<Option<Status>, StoreError>> + Send;
+}
+
+/// Send claims: at most one delivery of a message calls the upstream at a time.
+pub trait ClaimStore: Send + Sync {
+    /// Claims a message for one send attempt, for at most `lease`.
+    fn claim(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    /// Releases a claim this owner holds (no-op if it expired or moved on).
+    fn release(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Proves the store answers (`/health`).
+pub trait StoreHealth: Send + Sync {
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// The Redis-backed store. Built once at cold start; cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
     ttl: Duration,
     transition: redis::Script,
     release: redis::Script,
@@ -183,49 +230,22 @@ impl RedisStore {
         }
     }
 
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// Writes the `queued` record the producer creates before answering 202.
-    pub async fn put_queued(
-        &self,
-        account: &AccountId,
-        id: &MessageId,
-        priority: Priority,
-        created_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    /// Resets a `dead` message to `queued` with no attempts, for a redrive;
+    /// `true` if it was dead.
+    pub async fn revive(&self, account: &AccountId, id: &MessageId) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let key = keys::status(account, id);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("status", Status::Queued.as_str().to_owned()),
-                    ("priority", priority.as_str().to_owned()),
-                    ("attempts", "0".to_owned()),
-                    ("createdAt", fmt_time(created_at)),
-                ],
-            )
-            .expire(&key, self.ttl.as_secs() as i64)
-            .query_async(&mut conn)
+        let n: i64 = self
+            .revive
+            .key(keys::status(account, id))
+            .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
+}
 
-    /// Removes a record whose message was never accepted (the send failed).
-    pub async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::cmd("DEL")
-            .arg(keys::status(account, id))
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
+impl StatusStore for RedisStore {
     /// Reads a record; `None` if the account has no such message.
-    pub async fn get(
+    async fn get(
         &self,
         account: &AccountId,
         id: &MessageId,
@@ -259,9 +279,46 @@ impl RedisStore {
         }))
     }
 
+    /// Writes the `queued` record the producer creates before answering 202.
+    async fn put_queued(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        priority: Priority,
+        created_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = keys::status(account, id);
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("status", Status::Queued.as_str().to_owned()),
+                    ("priority", priority.as_str().to_owned()),
+                    ("attempts", "0".to_owned()),
+                    ("createdAt", fmt_time(created_at)),
+                ],
+            )
+            .expire(&key, self.ttl.as_secs() as i64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a record whose message was never accepted (the send failed).
+    async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("DEL")
+            .arg(keys::status(account, id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a record to `to` unless it is terminal; returns the status the
     /// record has afterwards (`None` if there is no record).
-    pub async fn transition(
+    async fn transition(
         &self,
         account: &AccountId,
         id: &MessageId,
@@ -295,84 +352,11 @@ impl RedisStore {
         let after: String = inv.invoke_async(&mut conn).await?;
         Ok(Status::parse(&after))
     }
+}
 
-    /// Reserves `key` for a request whose body has `fingerprint`, or says
-    /// what the key already stands for. Atomic (SET NX): of concurrent
-    /// requests with one key exactly one gets `Reserved`.
-    pub async fn reserve_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<IdempotencyState, StoreError> {
-        let mut conn = self.conn.clone();
-        let k = keys::idempotency(account, key);
-        let value = format!("pending|{fingerprint}|{id}");
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&k)
-            .arg(&value)
-            .arg("NX")
-            .arg("EX")
-            .arg(IDEMPOTENCY_PENDING_TTL.as_secs())
-            .query_async(&mut conn)
-            .await?;
-        if set.is_some() {
-            return Ok(IdempotencyState::Reserved);
-        }
-        let existing: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;
-        let Some(existing) = existing else {
-            // Released between our SET and GET: the earlier request failed.
-            return Ok(IdempotencyState::InProgress);
-        };
-        let mut parts = existing.splitn(3, '|');
-        let (state, fp, mid) = (parts.next(), parts.next(), parts.next());
-        if fp != Some(fingerprint) {
-            return Ok(IdempotencyState::Conflict);
-        }
-        match (state, mid.map(MessageId::parse)) {
-            (Some("done"), Some(Ok(mid))) => Ok(IdempotencyState::Done(mid)),
-            (Some("pending"), _) => Ok(IdempotencyState::InProgress),
-            _ => Err(StoreError::Corrupt("idempotency record".into())),
-        }
-    }
-
-    /// Marks a reserved key as answered with `id`, remembered for 24 h.
-    pub async fn complete_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::cmd("SET")
-            .arg(keys::idempotency(account, key))
-            .arg(format!("done|{fingerprint}|{id}"))
-            .arg("XX")
-            .arg("EX")
-            .arg(IDEMPOTENCY_TTL.as_secs())
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Frees a reserved key whose request failed, so a retry can use it.
-    pub async fn release_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::cmd("DEL")
-            .arg(keys::idempotency(account, key))
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
+impl ClaimStore for RedisStore {
     /// Claims a message for one send attempt, for at most `lease`.
-    pub async fn claim(
+    async fn claim(
         &self,
         account: &AccountId,
         id: &MessageId,
@@ -399,7 +383,7 @@ impl RedisStore {
     }
 
     /// Releases a claim this owner holds (no-op if it expired or moved on).
-    pub async fn release(
+    async fn release(
         &self,
         account: &AccountId,
         id: &MessageId,
@@ -414,21 +398,11 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
 
-    /// Resets a `dead` message to `queued` with no attempts, for a redrive;
-    /// `true` if it was dead.
-    pub async fn revive(&self, account: &AccountId, id: &MessageId) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let n: i64 = self
-            .revive
-            .key(keys::status(account, id))
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(n == 1)
-    }
-
+impl StoreHealth for RedisStore {
     /// `PING`, for `/health`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())

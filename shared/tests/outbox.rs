@@ -7,7 +7,7 @@ use shared::message::{
     AccountId, Content, MediaUrls, MessageId, NewMessage, Priority, QueueMessage, RecipientId,
 };
 use shared::outbox::{Outbox, ResilientQueue};
-use shared::queue::{Enqueue, SqsQueue};
+use shared::queue::{Enqueue, Redeliver, SqsQueue};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -139,7 +139,7 @@ async fn neither_sqs_nor_redis_is_an_error() {
 
 #[tokio::test]
 async fn redrive_lists_then_moves_dead_messages_and_revives_them() {
-    use shared::store::{RedisStore, Status, Transition};
+    use shared::store::{RedisStore, Status, StatusStore, Transition};
     let client = sqs().await;
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let store = RedisStore::new(

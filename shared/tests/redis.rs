@@ -3,10 +3,11 @@
 //! sharing the server never touch each other's keys.
 
 use shared::config::{LimiterClock, LimiterConfig};
+use shared::idempotency::{IdempotencyKey, IdempotencyState, IdempotencyStore};
 use shared::limiter::bucket::{self, BucketState, Input, Rate};
-use shared::limiter::{Decision, Limiter, RedisLimiter};
+use shared::limiter::{BucketViewer, Decision, Limiter, RedisLimiter};
 use shared::message::{AccountId, MessageId, Priority};
-use shared::store::{ClaimOutcome, IdempotencyState, RedisStore, Status, Transition};
+use shared::store::{ClaimOutcome, ClaimStore, RedisStore, Status, StatusStore, Transition};
 use std::num::NonZeroU32;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -241,6 +242,10 @@ async fn status_transitions_never_leave_a_terminal_state() {
     assert!(s.get(&account("other"), &id).await.unwrap().is_none());
 }
 
+fn key1() -> IdempotencyKey {
+    IdempotencyKey::parse(b"key-1").unwrap()
+}
+
 #[tokio::test]
 async fn one_idempotency_key_is_reserved_once_under_concurrency() {
     let c = conn().await;
@@ -250,7 +255,7 @@ async fn one_idempotency_key_is_reserved_once_under_concurrency() {
             let s = RedisStore::new(c.clone(), Duration::from_secs(60));
             let a = a.clone();
             tokio::spawn(async move {
-                s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new())
+                s.reserve_idempotency(&a, &key1(), "fp", &MessageId::new())
                     .await
                     .unwrap()
             })
@@ -267,24 +272,24 @@ async fn one_idempotency_key_is_reserved_once_under_concurrency() {
     assert_eq!(reserved, 1);
     let s = RedisStore::new(c, Duration::from_secs(60));
     let id = MessageId::new();
-    s.complete_idempotency(&a, "key-1", "fp", &id)
+    s.complete_idempotency(&a, &key1(), "fp", &id)
         .await
         .unwrap();
     assert_eq!(
-        s.reserve_idempotency(&a, "key-1", "fp", &MessageId::new())
+        s.reserve_idempotency(&a, &key1(), "fp", &MessageId::new())
             .await
             .unwrap(),
         IdempotencyState::Done(id)
     );
     assert_eq!(
-        s.reserve_idempotency(&a, "key-1", "other", &MessageId::new())
+        s.reserve_idempotency(&a, &key1(), "other", &MessageId::new())
             .await
             .unwrap(),
         IdempotencyState::Conflict
     );
-    s.release_idempotency(&a, "key-1").await.unwrap();
+    s.release_idempotency(&a, &key1()).await.unwrap();
     assert_eq!(
-        s.reserve_idempotency(&a, "key-1", "other", &MessageId::new())
+        s.reserve_idempotency(&a, &key1(), "other", &MessageId::new())
             .await
             .unwrap(),
         IdempotencyState::Reserved

@@ -10,6 +10,7 @@
 use shared::config::{LimiterClock, LimiterConfig};
 use shared::limiter::{Limiter, RedisLimiter};
 use shared::message::{AccountId, Priority};
+use shared::store::StoreHealth;
 use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

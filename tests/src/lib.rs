@@ -343,7 +343,7 @@ impl Stack {
             self.queue_url.clone(),
             Some(self.dlq_url.clone()),
         );
-        Ok(queue.stats().await?)
+        Ok(shared::queue::QueueInfo::stats(&queue).await?)
     }
 
     /// Entries waiting in the producer's outbox (accepted while SQS was down).

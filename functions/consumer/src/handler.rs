@@ -5,13 +5,16 @@
 //! as `Done` (the trigger deletes it) or `Retry` (named in
 //! `batchItemFailures`, so the trigger leaves it for its visibility to end).
 
-use crate::ports::{Queue, Store, Upstream};
 use crate::process::{Deps, Disposition, Envelope};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
+use shared::delivery::Upstream;
+use shared::delivery::policy;
 use shared::limiter::Limiter;
+use shared::queue::Redeliver;
+use shared::store::{ClaimStore, StatusStore};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Groups records by account (read without trusting the body: a record
 /// whose account cannot be read goes into its own group).
@@ -35,12 +38,18 @@ fn group_key(record: &SqsMessage, index: usize) -> String {
 }
 
 /// Handles one batch. `invocation_id` makes claim owners unique.
-pub async fn handle<S: Store, Q: Queue, U: Upstream, L: Limiter>(
+pub async fn handle<S, Q, U, L>(
     deps: &Deps<S, Q, U, L>,
     event: SqsEvent,
     invocation_id: &str,
     deadline: Instant,
-) -> SqsBatchResponse {
+) -> SqsBatchResponse
+where
+    S: StatusStore + ClaimStore,
+    Q: Redeliver,
+    U: Upstream,
+    L: Limiter,
+{
     let mut groups: BTreeMap<String, Vec<&SqsMessage>> = BTreeMap::new();
     for (i, r) in event.records.iter().enumerate() {
         groups.entry(group_key(r, i)).or_default().push(r);
@@ -51,7 +60,7 @@ pub async fn handle<S: Store, Q: Queue, U: Upstream, L: Limiter>(
             // Too little time left for one more upstream call: leave the
             // record untouched for the trigger to hand out again.
             let left = deadline.saturating_duration_since(Instant::now());
-            if left < deps.settings.record_budget {
+            if !policy::record_fits(left, deps.settings.record_budget) {
                 tracing::warn!(
                     sqs_message_id = r.message_id.as_deref().unwrap_or(""),
                     left_ms = left.as_millis() as u64,

@@ -1,37 +1,37 @@
 //! One SQS record, from its body to its fate.
 //!
-//! The order matters and each step says why:
+//! This module performs; [`shared::delivery::policy`] decides. The walk:
 //! 1. Parse the body; anything that is not a valid v1 queue message is
 //!    poison and goes straight to the DLQ with the reason.
 //! 2. Claim the message in Redis (a lease keyed by message id) so two
 //!    deliveries of one SQS message never call the upstream at once, then
 //!    read its status: one already `sent`, `failed` or `dead` is done.
-//! 3. Take a token from the account's bucket. A throttled message is deferred
-//!    (visibility set to its slot) and reported as a batch item failure: a
-//!    wait, not an attempt. Only after the token, call the upstream, so the
-//!    time between the limiter's decision and the request's arrival is short.
-//! 4. Classify the answer: sent, rate limited (pause the account, defer),
-//!    transient (retry with backoff until `MAX_ATTEMPTS`, then dead), or
-//!    permanent (failed).
+//! 3. Look at the upstream's circuit breaker (open: wait, nothing spent).
+//! 4. Take a token from the account's bucket ([`policy::after_limiter`]):
+//!    a throttled message is deferred (visibility set to its slot) and
+//!    reported as a batch item failure: a wait, not an attempt.
+//! 5. Take the breaker's permit and call the upstream, right after the
+//!    token, so the time between the limiter's decision and the request's
+//!    arrival is short; settle the permit with [`policy::breaker_report`].
+//! 6. Carry out [`policy::after_call`]'s plan: sent, pause the account and
+//!    defer, retry with backoff, dead, or failed.
 
-use crate::ports::{Attributes, Queue, Store, Upstream};
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use shared::breaker::{Breaker, Permit};
-use shared::delivery::{Outcome, backoff};
-use shared::limiter::{Decision, Limiter};
+use shared::clock::Clock;
+use shared::config::DeferralStrategy;
+use shared::delivery::policy::{self, BreakerReport, DeferReason, Plan, TokenStep};
+use shared::delivery::{Jitter, Upstream};
+use shared::limiter::Limiter;
 use shared::message::{Priority, QueueMessage};
-use shared::queue::attr;
-use shared::store::{ClaimOutcome, Status, Transition};
+use shared::queue::{Attributes, Redeliver, attr};
+use shared::store::{ClaimOutcome, ClaimStore, Status, StatusStore, StoreError, Transition};
 use shared::telemetry::{Metric, Metrics};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
-
-/// How long a deferral waits when delivery is paused by the feature flag.
-pub const PAUSED_DEFER: Duration = Duration::from_secs(60);
-/// How long a record waits when Redis cannot be reached (fail closed).
-pub const UNAVAILABLE_DEFER: Duration = Duration::from_secs(5);
 
 /// What the `sentRecord` attribute carries: the outcome of a delivery whose
 /// status could not be written at the time.
@@ -53,11 +53,6 @@ pub enum Disposition {
     Retry,
 }
 
-enum CallKind {
-    Unauthorized,
-    Other,
-}
-
 /// The settings delivery decisions use.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -73,7 +68,27 @@ pub struct Settings {
     pub in_process_wait: Duration,
     /// `Naive`: a throttled message is only reported as a batch item failure
     /// (the benchmark's baseline), not hidden until its slot.
-    pub deferral: shared::config::DeferralStrategy,
+    pub deferral: DeferralStrategy,
+}
+
+impl Settings {
+    /// A claim outlives one upstream call at its timeout by this much.
+    pub const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+    /// A record's budget: one upstream call at its timeout and this much for
+    /// the Redis and SQS calls around it.
+    pub const RECORD_MARGIN: Duration = Duration::from_secs(1);
+
+    pub fn from_config(config: &shared::config::Config) -> Self {
+        Self {
+            enabled: config.enabled,
+            max_attempts: config.max_attempts.get(),
+            max_receive_count: config.max_receive_count,
+            claim_lease: config.upstream_timeout + Self::CLAIM_MARGIN,
+            record_budget: config.upstream_timeout + Self::RECORD_MARGIN,
+            in_process_wait: config.in_process_wait,
+            deferral: config.deferral,
+        }
+    }
 }
 
 /// Everything processing needs, built once at cold start.
@@ -86,6 +101,10 @@ pub struct Deps<S, Q, U, L> {
     pub settings: Settings,
     /// Guards the OnlyFans API: while open, messages are deferred uncalled.
     pub breaker: Breaker,
+    /// Wall time for status timestamps (tokio's clock for the rest).
+    pub clock: Clock,
+    /// The backoff's jitter.
+    pub jitter: Jitter,
 }
 
 /// What is known about a record before its body is trusted.
@@ -114,6 +133,11 @@ impl<'a> Envelope<'a> {
             deadline,
         }
     }
+
+    /// Time left in the invocation.
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
 }
 
 /// The record's message attributes in the SDK's form, to carry them along
@@ -137,7 +161,28 @@ fn sdk_attributes(record: &SqsMessage) -> Attributes {
         .collect()
 }
 
-impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
+/// A message's attributes without the DLQ's reason, plus `extra`.
+fn carried_attributes(env: &Envelope<'_>, extra: Option<(&str, String)>) -> Attributes {
+    let mut attrs = env.attributes.clone();
+    attrs.remove(attr::DEAD_REASON);
+    if let Some((name, value)) = extra
+        && let Ok(v) = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+    {
+        attrs.insert(name.to_owned(), v);
+    }
+    attrs
+}
+
+impl<S, Q, U, L> Deps<S, Q, U, L>
+where
+    S: StatusStore + ClaimStore,
+    Q: Redeliver,
+    U: Upstream,
+    L: Limiter,
+{
     /// Decides one record. Never panics and never returns an error: every
     /// failure becomes a disposition, so one record cannot fail its batch.
     pub async fn process(&self, env: Envelope<'_>, owner: &str) -> Disposition {
@@ -186,8 +231,9 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         }
     }
 
+    /// Claims the message, delivers it, and releases the claim on every
+    /// path out of the delivery.
     async fn deliver(&self, env: &Envelope<'_>, msg: &QueueMessage, owner: &str) -> Disposition {
-        let s = &self.settings;
         if let Some(record) = env
             .attributes
             .get(attr::SENT_RECORD)
@@ -195,59 +241,43 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         {
             return self.record_sent_copy(env, msg, record).await;
         }
-        if !s.enabled {
-            return self
-                .defer(
-                    env,
-                    msg,
-                    PAUSED_DEFER,
-                    None,
-                    "delivery paused (RATE_LIMITER_ENABLED=false)",
-                )
-                .await;
+        if !self.settings.enabled {
+            let step = (policy::PAUSED_DEFER, DeferReason::DeliveryPaused);
+            return self.defer(env, msg, step, None).await;
         }
+        let (account, id) = (&msg.account_id, &msg.message_id);
         match self
             .store
-            .claim(&msg.account_id, &msg.message_id, owner, s.claim_lease)
+            .claim(account, id, owner, self.settings.claim_lease)
             .await
         {
             Ok(ClaimOutcome::Claimed) => {}
             Ok(ClaimOutcome::Held(left)) => {
+                let wait = policy::held_claim_wait(left);
                 info!(
-                    wait_ms = left.as_millis() as u64,
-                    "another delivery holds this message; deferring"
+                    wait_ms = wait.as_millis() as u64,
+                    why = DeferReason::Held.as_str(),
+                    "deferred"
                 );
-                return self.defer_only(env, left + Duration::from_secs(1)).await;
+                return self.defer_only(env, wait).await;
             }
-            Err(e) => {
-                error!(error = %e, "redis unavailable: failing closed");
-                return self.defer_only(env, UNAVAILABLE_DEFER).await;
-            }
+            Err(e) => return self.unavailable(env, &e.to_string()).await,
         }
         let result = self.deliver_claimed(env, msg).await;
-        if let Err(e) = self
-            .store
-            .release(&msg.account_id, &msg.message_id, owner)
-            .await
-        {
+        if let Err(e) = self.store.release(account, id, owner).await {
             // The lease ends by itself.
             warn!(error = %e, "could not release the claim");
         }
         result
     }
 
+    /// Settle attempts → take a token → call → carry out the plan.
     async fn deliver_claimed(&self, env: &Envelope<'_>, msg: &QueueMessage) -> Disposition {
-        let s = &self.settings;
         let record = match self.store.get(&msg.account_id, &msg.message_id).await {
             Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "redis unavailable: failing closed");
-                return self.defer_only(env, UNAVAILABLE_DEFER).await;
-            }
+            Err(e) => return self.unavailable(env, &e.to_string()).await,
         };
-        if let Some(r) = &record
-            && r.status.is_terminal()
-        {
+        if let Some(r) = record.as_ref().filter(|r| r.status.is_terminal()) {
             info!(
                 status = r.status.as_str(),
                 "already settled; dropping the duplicate delivery"
@@ -255,134 +285,124 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             return Disposition::Done;
         }
         let attempts_before = record.as_ref().map_or(0, |r| r.attempts);
-
         // An upstream that keeps failing is left alone for a while: the
         // message waits (no token taken, no attempt counted). Only a look:
-        // the permit itself is taken right before the call, so no path
-        // between here and there (throttled, paused, limiter down) can hold
-        // the half-open probe.
+        // the permit itself is taken right before the call.
         if let Some(retry_in) = self.breaker.refusing() {
             return self
-                .defer(env, msg, retry_in, None, "upstream circuit open")
+                .defer(env, msg, (retry_in, DeferReason::CircuitOpen), None)
                 .await;
         }
+        if let Err(disposition) = self.take_token(env, msg).await {
+            return disposition;
+        }
+        self.call(env, msg, attempts_before).await
+    }
 
-        // Take a token, waiting out short waits in process.
-        let mut waited = 0;
+    /// Takes a token, waiting out short waits in process; `Err` is what to
+    /// do with the record when no token comes.
+    async fn take_token(&self, env: &Envelope<'_>, msg: &QueueMessage) -> Result<(), Disposition> {
+        let s = &self.settings;
+        let mut waits = 0;
         loop {
-            match self.limiter.acquire(&msg.account_id, msg.priority).await {
-                Ok(Decision::Allowed { .. }) => break,
-                Ok(d) => {
-                    let wait = d.wait();
-                    let left = env.deadline.saturating_duration_since(Instant::now());
-                    if waited < 3 && wait <= s.in_process_wait && wait * 2 < left {
-                        waited += 1;
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    if s.deferral == shared::config::DeferralStrategy::Naive {
-                        return Disposition::Retry;
-                    }
-                    let why = match d {
-                        Decision::Paused { .. } => "account paused by the upstream's Retry-After",
-                        _ => "rate limited",
-                    };
-                    return self.defer(env, msg, wait, None, why).await;
-                }
+            let decision = match self.limiter.acquire(&msg.account_id, msg.priority).await {
+                Ok(d) => d,
                 Err(e) => {
-                    error!(error = %e, "limiter unavailable: failing closed, nothing is sent without a token");
-                    return self.defer_only(env, UNAVAILABLE_DEFER).await;
+                    error!(error = %e, "limiter unavailable: nothing is sent without a token");
+                    return Err(self.defer_only(env, policy::UNAVAILABLE_DEFER).await);
+                }
+            };
+            match policy::after_limiter(
+                &decision,
+                waits,
+                s.in_process_wait,
+                env.time_left(),
+                s.deferral,
+            ) {
+                TokenStep::Send => return Ok(()),
+                TokenStep::WaitHere(wait) => {
+                    waits += 1;
+                    self.clock.sleep(wait).await;
+                }
+                TokenStep::LeaveToQueue => return Err(Disposition::Retry),
+                TokenStep::Defer(wait, why) => {
+                    return Err(self.defer(env, msg, (wait, why), None).await);
                 }
             }
         }
+    }
 
-        // Another message may have become the half-open probe since the
-        // look above; then this one waits (its token is spent: a rare race,
-        // and never an excess over the limit). The call settles the permit;
-        // dropped on any other path, it gives the probe back.
-        let breaker_call = match self.breaker.permit() {
+    /// Calls the upstream under the breaker's permit, then carries out the plan.
+    async fn call(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        attempts_before: u32,
+    ) -> Disposition {
+        // Another message may have become the half-open probe since the look
+        // in `deliver_claimed`; then this one waits (its token is spent: a
+        // rare race, and never an excess over the limit). The permit is
+        // settled below; dropped on any other path, it gives the probe back.
+        let permit = match self.breaker.permit() {
             Permit::Go(call) => call,
             Permit::Refused { retry_in } => {
                 return self
-                    .defer(env, msg, retry_in, None, "upstream circuit open")
+                    .defer(env, msg, (retry_in, DeferReason::CircuitOpen), None)
                     .await;
             }
         };
-        let fallback = (msg.priority, msg.created_at);
         let _ = self
-            .store
-            .transition(
-                &msg.account_id,
-                &msg.message_id,
-                Status::Sending,
-                Transition::default(),
-                fallback,
-            )
+            .set_status(msg, Status::Sending, Transition::default())
             .await;
         let call = self.upstream.send(msg).await;
         self.metrics
             .latency(Metric::UpstreamLatency, call.latency, msg.priority);
-        let attempts = attempts_before + 1;
-        match &call.outcome {
-            Outcome::Transient { .. } => breaker_call.failure(),
-            // Our credentials, not the upstream's health.
-            Outcome::Unauthorized { .. } => breaker_call.neutral(),
-            _ => breaker_call.success(),
+        match policy::breaker_report(&call.outcome) {
+            BreakerReport::Success => permit.success(),
+            BreakerReport::Failure => permit.failure(),
+            BreakerReport::Neutral => permit.neutral(),
         }
-        let call_kind = match call.outcome {
-            Outcome::Unauthorized { .. } => CallKind::Unauthorized,
-            _ => CallKind::Other,
-        };
-        match call.outcome {
-            Outcome::Sent { upstream_id } => {
-                let now = OffsetDateTime::now_utc();
-                let change = Transition {
-                    attempts: Some(attempts),
-                    sent_at: Some(now),
-                    upstream_message_id: upstream_id,
-                    last_error: None,
-                };
-                // The message is out: whatever Redis says now, delete it
-                // rather than risk sending it twice; but first make its
-                // status say so (Redis may be failing over right now).
-                self.record_sent(env, msg, change, fallback).await;
-                let latency = (now - msg.created_at).try_into().unwrap_or(Duration::ZERO);
-                self.metrics.count(Metric::MessagesSent, msg.priority);
-                self.metrics
-                    .latency(Metric::DeliveryLatency, latency, msg.priority);
-                info!(
-                    attempts,
-                    upstream_ms = call.latency.as_millis() as u64,
-                    "sent"
-                );
-                Disposition::Done
-            }
-            Outcome::RateLimited { retry_after } => {
+        let plan = policy::after_call(
+            call.outcome,
+            attempts_before,
+            self.settings.max_attempts,
+            self.jitter.sample(),
+        );
+        self.carry_out(env, msg, plan, call.latency).await
+    }
+
+    async fn carry_out(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        plan: Plan,
+        upstream: Duration,
+    ) -> Disposition {
+        match plan {
+            Plan::Sent {
+                attempts,
+                upstream_id,
+            } => self.sent(env, msg, attempts, upstream_id, upstream).await,
+            Plan::PauseAccount { retry_after } => {
                 // Not a failure and not an attempt: the account waits, every
                 // instance sees the pause, and the message goes later.
                 if let Err(e) = self.limiter.pause(&msg.account_id, retry_after).await {
                     warn!(error = %e, "could not store the upstream pause");
                 }
-                self.defer(env, msg, retry_after, None, "upstream answered 429")
+                self.defer(env, msg, (retry_after, DeferReason::Upstream429), None)
                     .await
             }
-            Outcome::Permanent { status, reason } => {
+            Plan::Fail {
+                attempts,
+                status,
+                reason,
+            } => {
                 let change = Transition {
                     attempts: Some(attempts),
                     last_error: Some(reason.clone()),
                     ..Transition::default()
                 };
-                if let Err(e) = self
-                    .store
-                    .transition(
-                        &msg.account_id,
-                        &msg.message_id,
-                        Status::Failed,
-                        change,
-                        fallback,
-                    )
-                    .await
-                {
+                if let Err(e) = self.set_status(msg, Status::Failed, change).await {
                     error!(error = %e, "failed, but the status record could not be updated");
                 }
                 self.metrics.count(Metric::MessagesFailed, msg.priority);
@@ -392,15 +412,15 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                 );
                 Disposition::Done
             }
-            Outcome::Transient { reason } | Outcome::Unauthorized { reason } => {
-                if matches!(call_kind, CallKind::Unauthorized) {
-                    // The token may have been rotated: read it again.
+            Plan::Retry {
+                attempts,
+                wait,
+                reason,
+                refresh_token,
+            } => {
+                if refresh_token {
                     self.upstream.refresh_token().await;
                 }
-                if attempts >= s.max_attempts {
-                    return self.dead(env, msg, attempts, &reason).await;
-                }
-                let wait = backoff(attempts, &mut rand::rng());
                 warn!(
                     attempts,
                     reason,
@@ -410,51 +430,58 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                 self.defer(
                     env,
                     msg,
-                    wait,
+                    (wait, DeferReason::Retrying),
                     Some((attempts, reason)),
-                    "retrying after a transient failure",
                 )
                 .await
             }
+            Plan::Dead { attempts, reason } => self.dead(env, msg, attempts, &reason).await,
         }
     }
 
-    /// Records a delivered message as `sent`. A failed write is tried again
-    /// after a moment (the first command after a Redis restart fails while
-    /// the client reconnects). If Redis still cannot take it, the outcome
-    /// goes to SQS instead: a copy of the message carrying it in the
-    /// `sentRecord` attribute, which a later delivery only records
-    /// ([`Self::record_sent_copy`]). A status left `sending` would never
-    /// tell the sender that the message went out, and once this SQS message
-    /// is deleted nothing else would correct it.
-    async fn record_sent(
+    async fn sent(
         &self,
         env: &Envelope<'_>,
         msg: &QueueMessage,
-        change: Transition,
-        fallback: (Priority, OffsetDateTime),
-    ) {
+        attempts: u32,
+        upstream_id: Option<String>,
+        upstream: Duration,
+    ) -> Disposition {
+        let now = self.clock.now_utc();
+        let change = Transition {
+            attempts: Some(attempts),
+            sent_at: Some(now),
+            upstream_message_id: upstream_id,
+            last_error: None,
+        };
+        // The message is out: whatever Redis says now, delete it rather than
+        // risk sending it twice; but first make its status say so (Redis may
+        // be failing over right now).
+        self.record_sent(env, msg, change).await;
+        let latency = (now - msg.created_at).try_into().unwrap_or(Duration::ZERO);
+        self.metrics.count(Metric::MessagesSent, msg.priority);
+        self.metrics
+            .latency(Metric::DeliveryLatency, latency, msg.priority);
+        info!(attempts, upstream_ms = upstream.as_millis() as u64, "sent");
+        Disposition::Done
+    }
+
+    /// Records a delivered message as `sent`, trying again after each of
+    /// [`policy::SENT_WRITE_PAUSES`] while the write fits before the
+    /// deadline. If Redis still cannot take it, the outcome goes to SQS
+    /// instead: a copy of the message carrying it in the `sentRecord`
+    /// attribute, which a later delivery only records
+    /// ([`Self::record_sent_copy`]). A status left `sending` would never tell
+    /// the sender that the message went out, and once this SQS message is
+    /// deleted nothing else would correct it.
+    async fn record_sent(&self, env: &Envelope<'_>, msg: &QueueMessage, change: Transition) {
         let mut failure = None;
-        for pause in [0, 200, 800].map(Duration::from_millis) {
-            // One write's worst case (the 2 s Redis response timeout) must
-            // end before the deadline: a function killed at its timeout
-            // would have this message delivered again.
-            let left = env.deadline.saturating_duration_since(Instant::now());
-            if left < pause + Duration::from_millis(2500) {
+        for pause in policy::SENT_WRITE_PAUSES {
+            if !policy::sent_write_fits(pause, env.time_left()) {
                 break;
             }
-            tokio::time::sleep(pause).await;
-            match self
-                .store
-                .transition(
-                    &msg.account_id,
-                    &msg.message_id,
-                    Status::Sent,
-                    change.clone(),
-                    fallback,
-                )
-                .await
-            {
+            self.clock.sleep(pause).await;
+            match self.set_status(msg, Status::Sent, change.clone()).await {
                 Ok(_) => return,
                 Err(e) => failure = Some(e.to_string()),
             }
@@ -462,19 +489,16 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         let failure = failure.unwrap_or_else(|| "no time left to write it".to_owned());
         let record = SentRecord {
             attempts: change.attempts.unwrap_or(1),
-            sent_at: change.sent_at.unwrap_or_else(OffsetDateTime::now_utc),
+            sent_at: change.sent_at.unwrap_or_else(|| self.clock.now_utc()),
             upstream_message_id: change.upstream_message_id,
         };
-        let mut attrs = env.attributes.clone();
-        attrs.remove(attr::DEAD_REASON);
-        if let Ok(v) = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(serde_json::to_string(&record).unwrap_or_default())
-            .build()
+        let value = serde_json::to_string(&record).unwrap_or_default();
+        let attrs = carried_attributes(env, Some((attr::SENT_RECORD, value)));
+        match self
+            .queue
+            .requeue(env.body, attrs, policy::UNAVAILABLE_DEFER)
+            .await
         {
-            attrs.insert(attr::SENT_RECORD.to_owned(), v);
-        }
-        match self.queue.requeue(env.body, attrs, UNAVAILABLE_DEFER).await {
             Ok(()) => warn!(
                 error = failure,
                 "sent, but the status record could not be updated; a copy of the message will record it"
@@ -506,25 +530,12 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             upstream_message_id: record.upstream_message_id,
             last_error: None,
         };
-        match self
-            .store
-            .transition(
-                &msg.account_id,
-                &msg.message_id,
-                Status::Sent,
-                change,
-                (msg.priority, msg.created_at),
-            )
-            .await
-        {
+        match self.set_status(msg, Status::Sent, change).await {
             Ok(_) => {
                 info!("recorded a delivery whose status could not be written at the time");
                 Disposition::Done
             }
-            Err(e) => {
-                warn!(error = %e, "redis unavailable: the sent status waits");
-                self.defer_only(env, UNAVAILABLE_DEFER).await
-            }
+            Err(e) => self.unavailable(env, &e.to_string()).await,
         }
     }
 
@@ -546,20 +557,10 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         }
         let change = Transition {
             attempts: Some(attempts),
-            last_error: Some(why.clone()),
+            last_error: Some(why),
             ..Transition::default()
         };
-        if let Err(e) = self
-            .store
-            .transition(
-                &msg.account_id,
-                &msg.message_id,
-                Status::Dead,
-                change,
-                (msg.priority, msg.created_at),
-            )
-            .await
-        {
+        if let Err(e) = self.set_status(msg, Status::Dead, change).await {
             error!(error = %e, "dead, but the status record could not be updated");
         }
         self.metrics.count(Metric::MessagesDead, msg.priority);
@@ -567,14 +568,16 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         Disposition::Done
     }
 
-    /// Defers a message: records `deferred`, then hides it until `wait` is over.
+    /// Defers a message: records `deferred`, then hides it until its wait is
+    /// over, or replaces it by a fresh copy before SQS's receive count would
+    /// dead-letter it ([`policy::reenqueue_before_dlq`]): waiting must never
+    /// dead-letter a message.
     async fn defer(
         &self,
         env: &Envelope<'_>,
         msg: &QueueMessage,
-        wait: Duration,
+        (wait, why): (Duration, DeferReason),
         failure: Option<(u32, String)>,
-        why: &str,
     ) -> Disposition {
         let (attempts, last_error) = failure.unzip();
         let change = Transition {
@@ -582,29 +585,17 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
             last_error,
             ..Transition::default()
         };
-        let _ = self
-            .store
-            .transition(
-                &msg.account_id,
-                &msg.message_id,
-                Status::Deferred,
-                change,
-                (msg.priority, msg.created_at),
-            )
-            .await;
+        let _ = self.set_status(msg, Status::Deferred, change).await;
         self.metrics.count(Metric::MessagesDeferred, msg.priority);
         info!(
             wait_ms = wait.as_millis() as u64,
             receive_count = env.receive_count,
-            why,
+            why = why.as_str(),
             "deferred"
         );
-        // Waiting must never dead-letter: before SQS's receive count reaches
-        // maxReceiveCount, replace the message by a fresh copy.
-        if env.receive_count + 2 >= self.settings.max_receive_count {
-            let mut attrs = env.attributes.clone();
-            attrs.remove(attr::DEAD_REASON);
-            let delay = wait.min(shared::queue::MAX_DELAY);
+        if policy::reenqueue_before_dlq(env.receive_count, self.settings.max_receive_count) {
+            let attrs = carried_attributes(env, None);
+            let delay = policy::reenqueue_delay(wait);
             match self.queue.requeue(env.body, attrs, delay).await {
                 Ok(()) => {
                     info!(
@@ -619,16 +610,40 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
         self.defer_only(env, wait).await
     }
 
-    /// Hides the record for `wait` (rounded up to whole seconds, as SQS
-    /// counts) and leaves it to come back.
+    /// Redis did not answer: fail closed, and look again soon.
+    async fn unavailable(&self, env: &Envelope<'_>, error: &str) -> Disposition {
+        error!(error, why = DeferReason::Unavailable.as_str(), "deferred");
+        self.defer_only(env, policy::UNAVAILABLE_DEFER).await
+    }
+
+    /// Hides the record for `wait` ([`policy::visibility`]) and leaves it to
+    /// come back.
     async fn defer_only(&self, env: &Envelope<'_>, wait: Duration) -> Disposition {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         if let Some(rh) = env.receipt_handle
-            && let Err(e) = self.queue.defer(rh, Duration::from_secs(secs)).await
+            && let Err(e) = self.queue.defer(rh, policy::visibility(wait)).await
         {
             // The queue's visibility timeout applies instead: later, not lost.
             warn!(error = %e, "could not change the visibility");
         }
         Disposition::Retry
+    }
+
+    /// The one way a status moves: a missing record is recreated from the
+    /// queue message.
+    async fn set_status(
+        &self,
+        msg: &QueueMessage,
+        to: Status,
+        change: Transition,
+    ) -> Result<Option<Status>, StoreError> {
+        self.store
+            .transition(
+                &msg.account_id,
+                &msg.message_id,
+                to,
+                change,
+                Some((msg.priority, msg.created_at)),
+            )
+            .await
     }
 }

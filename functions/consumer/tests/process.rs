@@ -3,196 +3,27 @@
 //! handling, claims, the kill switch, and the receive-count guard.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use consumer::ports::{Attributes, Queue, Store, Upstream};
 use consumer::process::{Deps, Settings};
 use shared::breaker::{Breaker, BreakerConfig};
-use shared::delivery::{CallResult, Outcome};
-use shared::limiter::{Decision, Limiter, LimiterError};
-use shared::message::{AccountId, MessageId, Priority, QueueMessage};
-use shared::queue::QueueError;
-use shared::store::{ClaimOutcome, Status, StatusRecord, StoreError, Transition};
+use shared::clock::Clock;
+use shared::delivery::{Jitter, Outcome};
+use shared::limiter::Decision;
+use shared::message::{AccountId, MessageId};
+use shared::store::{Status, StatusRecord, StatusStore};
 use shared::telemetry::Metrics;
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use time::OffsetDateTime;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use testkit::{MemQueue, MemStore, ScriptedLimiter, ScriptedUpstream};
+use tokio::time::Instant;
 
-#[derive(Default)]
-struct FakeStore {
-    records: Mutex<HashMap<String, StatusRecord>>,
-    claims: Mutex<HashMap<String, String>>,
-    down: bool,
-    /// Writes of `sent` that fail before one succeeds (Redis failing over
-    /// just after the upstream answered).
-    sent_write_failures: Mutex<u32>,
-}
-
-fn k(a: &AccountId, id: &MessageId) -> String {
-    format!("{a}/{id}")
-}
-
-impl Store for FakeStore {
-    async fn get(&self, a: &AccountId, id: &MessageId) -> Result<Option<StatusRecord>, StoreError> {
-        if self.down {
-            return Err(StoreError::Corrupt("down".into()));
-        }
-        Ok(self.records.lock().unwrap().get(&k(a, id)).cloned())
-    }
-    async fn transition(
-        &self,
-        a: &AccountId,
-        id: &MessageId,
-        to: Status,
-        c: Transition,
-        fallback: (Priority, OffsetDateTime),
-    ) -> Result<Option<Status>, StoreError> {
-        if to == Status::Sent {
-            let mut left = self.sent_write_failures.lock().unwrap();
-            if *left > 0 {
-                *left -= 1;
-                return Err(StoreError::Corrupt("failing over".into()));
-            }
-        }
-        let mut recs = self.records.lock().unwrap();
-        let r = recs.entry(k(a, id)).or_insert(StatusRecord {
-            message_id: *id,
-            status: Status::Queued,
-            priority: fallback.0,
-            attempts: 0,
-            created_at: fallback.1,
-            sent_at: None,
-            upstream_message_id: None,
-            last_error: None,
-        });
-        if r.status.is_terminal() {
-            return Ok(Some(r.status));
-        }
-        r.status = to;
-        if let Some(x) = c.attempts {
-            r.attempts = x;
-        }
-        if c.sent_at.is_some() {
-            r.sent_at = c.sent_at;
-        }
-        if c.upstream_message_id.is_some() {
-            r.upstream_message_id = c.upstream_message_id;
-        }
-        if c.last_error.is_some() {
-            r.last_error = c.last_error;
-        }
-        Ok(Some(r.status))
-    }
-    async fn claim(
-        &self,
-        a: &AccountId,
-        id: &MessageId,
-        owner: &str,
-        _l: Duration,
-    ) -> Result<ClaimOutcome, StoreError> {
-        if self.down {
-            return Err(StoreError::Corrupt("down".into()));
-        }
-        let mut c = self.claims.lock().unwrap();
-        if c.contains_key(&k(a, id)) {
-            return Ok(ClaimOutcome::Held(Duration::from_secs(3)));
-        }
-        c.insert(k(a, id), owner.into());
-        Ok(ClaimOutcome::Claimed)
-    }
-    async fn release(&self, a: &AccountId, id: &MessageId, owner: &str) -> Result<(), StoreError> {
-        let mut c = self.claims.lock().unwrap();
-        if c.get(&k(a, id)).map(String::as_str) == Some(owner) {
-            c.remove(&k(a, id));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct FakeQueue {
-    deferred: Mutex<Vec<(String, Duration)>>,
-    dead: Mutex<Vec<(String, String)>>,
-    requeued: Mutex<Vec<(String, Duration)>>,
-    requeued_attributes: Mutex<Vec<Attributes>>,
-}
-
-impl Queue for FakeQueue {
-    async fn defer(&self, rh: &str, wait: Duration) -> Result<(), QueueError> {
-        self.deferred.lock().unwrap().push((rh.into(), wait));
-        Ok(())
-    }
-    async fn dead_letter(
-        &self,
-        body: &str,
-        _a: Attributes,
-        reason: &str,
-    ) -> Result<(), QueueError> {
-        self.dead.lock().unwrap().push((body.into(), reason.into()));
-        Ok(())
-    }
-    async fn requeue(&self, body: &str, a: Attributes, delay: Duration) -> Result<(), QueueError> {
-        self.requeued.lock().unwrap().push((body.into(), delay));
-        self.requeued_attributes.lock().unwrap().push(a);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct FakeUpstream {
-    script: Mutex<VecDeque<Outcome>>,
-    calls: Mutex<Vec<MessageId>>,
-    refreshed: Mutex<u32>,
-}
-
-impl Upstream for FakeUpstream {
-    async fn send(&self, msg: &QueueMessage) -> CallResult {
-        self.calls.lock().unwrap().push(msg.message_id);
-        let outcome = self
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Outcome::Sent {
-                upstream_id: Some("ofm_1".into()),
-            });
-        CallResult {
-            outcome,
-            latency: Duration::from_millis(3),
-        }
-    }
-    async fn refresh_token(&self) {
-        *self.refreshed.lock().unwrap() += 1;
-    }
-}
-
-#[derive(Default)]
-struct FakeLimiter {
-    script: Mutex<VecDeque<Result<Decision, ()>>>,
-    paused: Mutex<Vec<Duration>>,
-}
-
-impl Limiter for FakeLimiter {
-    async fn acquire(&self, _a: &AccountId, _p: Priority) -> Result<Decision, LimiterError> {
-        match self.script.lock().unwrap().pop_front() {
-            None => Ok(Decision::Allowed { tokens_left: 5.0 }),
-            Some(Ok(d)) => Ok(d),
-            Some(Err(())) => Err(LimiterError::Reply("down".into())),
-        }
-    }
-    async fn pause(&self, _a: &AccountId, wait: Duration) -> Result<(), LimiterError> {
-        self.paused.lock().unwrap().push(wait);
-        Ok(())
-    }
-}
-
-type TestDeps = Deps<FakeStore, FakeQueue, FakeUpstream, FakeLimiter>;
+type TestDeps = Deps<MemStore, MemQueue, ScriptedUpstream, ScriptedLimiter>;
 
 fn deps() -> TestDeps {
     Deps {
-        store: FakeStore::default(),
-        queue: FakeQueue::default(),
-        upstream: FakeUpstream::default(),
-        limiter: FakeLimiter::default(),
+        store: MemStore::default(),
+        queue: MemQueue::default(),
+        upstream: ScriptedUpstream::default(),
+        limiter: ScriptedLimiter::default(),
         metrics: Metrics::disabled("Test", "consumer"),
         breaker: Breaker::new(BreakerConfig {
             failure_threshold: 3,
@@ -207,6 +38,8 @@ fn deps() -> TestDeps {
             in_process_wait: Duration::ZERO,
             deferral: shared::config::DeferralStrategy::Spread,
         },
+        clock: Clock::system(),
+        jitter: Jitter::seeded(7),
     }
 }
 
@@ -257,7 +90,7 @@ async fn a_2xx_is_sent_with_the_upstream_id() {
     assert_eq!(r.attempts, 1);
     assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
     assert!(r.sent_at.is_some());
-    assert!(d.store.claims.lock().unwrap().is_empty(), "claim released");
+    assert_eq!(d.store.claims_held(), 0, "claim released");
 }
 
 #[tokio::test]
@@ -274,7 +107,7 @@ async fn poison_goes_to_the_dlq_and_its_neighbours_are_delivered() {
     )
     .await;
     assert!(failures.is_empty(), "{failures:?}");
-    let dead = d.queue.dead.lock().unwrap().clone();
+    let dead = d.queue.dead_letters().clone();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, "{nope");
     assert!(dead[0].1.contains("not valid JSON"));
@@ -291,11 +124,7 @@ async fn an_unknown_schema_version_is_poison() {
             .await
             .is_empty()
     );
-    assert!(
-        d.queue.dead.lock().unwrap()[0]
-            .1
-            .contains("schema version 7")
-    );
+    assert!(d.queue.dead_letters()[0].1.contains("schema version 7"));
 }
 
 #[tokio::test]
@@ -359,7 +188,7 @@ async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
             .await
             .is_empty()
     );
-    let rq = d.queue.requeued.lock().unwrap().clone();
+    let rq = d.queue.requeues();
     assert_eq!(rq.len(), 1);
     assert_eq!(rq[0].1, Duration::from_secs(900), "SQS's longest delay");
 }
@@ -413,9 +242,9 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
     assert!(run(&d, vec![record("s1", &body(id), 3)]).await.is_empty());
     let r = status(&d, id).await;
     assert_eq!((r.status, r.attempts), (Status::Dead, 3));
-    assert_eq!(d.queue.dead.lock().unwrap().len(), 1);
+    assert_eq!(d.queue.dead_letters().len(), 1);
     assert!(
-        d.queue.dead.lock().unwrap()[0]
+        d.queue.dead_letters()[0]
             .1
             .contains("gave up after 3 attempts")
     );
@@ -472,7 +301,7 @@ async fn a_permanent_4xx_fails_with_the_upstream_reason() {
         r.last_error.as_deref(),
         Some("upstream answered 403: blocked")
     );
-    assert!(d.queue.dead.lock().unwrap().is_empty());
+    assert!(d.queue.dead_letters().is_empty());
 }
 
 #[tokio::test]
@@ -489,7 +318,7 @@ async fn a_401_refreshes_the_token_and_retries() {
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
     );
-    assert_eq!(*d.upstream.refreshed.lock().unwrap(), 1);
+    assert_eq!(d.upstream.refresh_count(), 1);
 }
 
 #[tokio::test]
@@ -506,10 +335,7 @@ async fn a_message_claimed_elsewhere_waits() {
     let d = deps();
     let id = MessageId::new();
     d.store
-        .claims
-        .lock()
-        .unwrap()
-        .insert(k(&acct(), &id), "other".into());
+        .hold_claim(&acct(), &id, "other", Duration::from_secs(3));
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert!(d.upstream.calls.lock().unwrap().is_empty());
     assert_eq!(
@@ -531,8 +357,8 @@ async fn the_kill_switch_defers_everything_and_sends_nothing() {
 
 #[tokio::test]
 async fn redis_down_fails_closed() {
-    let mut d = deps();
-    d.store.down = true;
+    let d = deps();
+    d.store.unreachable.store(true, Ordering::SeqCst);
     assert_eq!(
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
@@ -588,7 +414,7 @@ async fn the_sample_events_are_handled() {
         let failures = run(&d, ev.records).await;
         assert!(failures.is_empty(), "{name}: {failures:?}");
         let sent = d.upstream.calls.lock().unwrap().len();
-        let dead = d.queue.dead.lock().unwrap().len();
+        let dead = d.queue.dead_letters().len();
         assert_eq!(sent + dead, n, "{name}");
         if name == "mixed" {
             assert_eq!(dead, 2);
@@ -599,7 +425,7 @@ async fn the_sample_events_are_handled() {
 #[tokio::test]
 async fn a_sent_status_is_written_even_if_redis_fails_for_a_moment() {
     let d = deps();
-    *d.store.sent_write_failures.lock().unwrap() = 2;
+    d.store.sent_write_failures.store(2, Ordering::SeqCst);
     let id = MessageId::new();
     let failed = run(&d, vec![record("s1", &body(id), 1)]).await;
     assert!(failed.is_empty(), "sent: the record is deleted");
@@ -612,20 +438,21 @@ async fn a_sent_status_is_written_even_if_redis_fails_for_a_moment() {
 #[tokio::test]
 async fn a_sent_status_redis_cannot_take_is_recorded_by_a_copy() {
     let d = deps();
-    *d.store.sent_write_failures.lock().unwrap() = u32::MAX;
+    d.store
+        .sent_write_failures
+        .store(u32::MAX, Ordering::SeqCst);
     let id = MessageId::new();
     let failed = run(&d, vec![record("s1", &body(id), 1)]).await;
     assert!(failed.is_empty(), "sent: the record is deleted");
     assert_eq!(status(&d, id).await.status, Status::Sending);
-    let (copy_body, _) = d.queue.requeued.lock().unwrap()[0].clone();
-    let attrs = d.queue.requeued_attributes.lock().unwrap()[0].clone();
+    let (copy_body, _, attrs) = d.queue.requeues()[0].clone();
     let sent = attrs[shared::queue::attr::SENT_RECORD]
         .string_value()
         .unwrap()
         .to_owned();
 
     // Redis is back: the copy records the outcome, and calls nobody.
-    *d.store.sent_write_failures.lock().unwrap() = 0;
+    d.store.sent_write_failures.store(0, Ordering::SeqCst);
     let mut copy = record("s2", &copy_body, 1);
     let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
     a.string_value = Some(sent);
@@ -740,10 +567,6 @@ async fn a_401_probe_gives_the_probe_back() {
         run(&d, vec![record("u", &body(MessageId::new()), 1)]).await,
         vec!["u"]
     );
-    assert_eq!(
-        *d.upstream.refreshed.lock().unwrap(),
-        1,
-        "the probe was made"
-    );
+    assert_eq!(d.upstream.refresh_count(), 1, "the probe was made");
     a_healthy_message_is_sent(&d).await;
 }

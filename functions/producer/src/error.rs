@@ -12,6 +12,7 @@ use http::header::{ALLOW, HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use lambda_http::Body;
 use serde::Serialize;
+use shared::idempotency::ProtocolError;
 use shared::intake::MAX_BODY_BYTES;
 use shared::limiter::LimiterError;
 use shared::problem::{self, FieldError, Problem};
@@ -115,6 +116,19 @@ impl From<StoreError> for ApiError {
                 ApiError::Internal(format!("corrupt store record: {what}"))
             }
             e @ StoreError::Redis(_) => ApiError::StoreUnavailable(e),
+        }
+    }
+}
+
+/// The idempotency protocol's outcomes, for a request whose accept step
+/// already answers in HTTP terms.
+impl From<ProtocolError<ApiError>> for ApiError {
+    fn from(e: ProtocolError<ApiError>) -> Self {
+        match e {
+            ProtocolError::Conflict => ApiError::IdempotencyConflict,
+            ProtocolError::InProgress => ApiError::IdempotencyInProgress,
+            ProtocolError::Store(e) => e.into(),
+            ProtocolError::Accept(e) => e,
         }
     }
 }

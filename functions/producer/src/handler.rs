@@ -7,7 +7,6 @@
 
 use crate::caller;
 use crate::error::{ApiError, Check, HealthChecks};
-use crate::ports::{BucketViewer, MessageStore, QueueInfo};
 use crate::respond;
 use crate::routes::{self, Endpoint, Resource, Routing};
 use crate::{App, trace};
@@ -16,15 +15,16 @@ use http::{Response, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt};
 use serde_json::json;
+use shared::idempotency::{self, IdempotencyKey, IdempotencyStore};
 use shared::intake::{self, IntakeError, MAX_BODY_BYTES};
+use shared::limiter::BucketViewer;
 use shared::message::{AccountId, MessageId, NewMessage, QueueMessage};
 use shared::problem::FieldError;
-use shared::queue::Enqueue;
+use shared::queue::{Enqueue, QueueInfo};
 use shared::rollout;
-use shared::store::IdempotencyState;
+use shared::store::{StatusStore, StoreHealth};
 use shared::telemetry::Metric;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio::time::{Instant, timeout};
 
 /// The optional header that makes `POST /v1/messages` safe to retry.
@@ -86,7 +86,7 @@ impl RequestLog {
 /// The Lambda handler: every request gets an `Ok` response.
 pub async fn handle<S, Q, B>(app: &App<S, Q, B>, req: Request) -> Result<Response<Body>, Error>
 where
-    S: MessageStore,
+    S: StatusStore + IdempotencyStore + StoreHealth,
     Q: Enqueue + QueueInfo,
     B: BucketViewer,
 {
@@ -147,7 +147,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The `Idempotency-Key`, if sent: once, and valid.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, FieldError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, FieldError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -158,12 +158,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, FieldError> {
             "must be sent at most once",
         ));
     }
-    intake::parse_idempotency_key(first.as_bytes()).map(|k| Some(k.to_owned()))
+    IdempotencyKey::parse(first.as_bytes()).map(Some)
 }
 
 /// The body and the `Idempotency-Key`, with every problem of both reported
 /// together.
-fn parse_intake(req: &Request) -> Result<(NewMessage, Option<String>), ApiError> {
+fn parse_intake(req: &Request) -> Result<(NewMessage, Option<IdempotencyKey>), ApiError> {
     let key = idempotency_key(req.headers());
     let key_errors: Vec<FieldError> = key.as_ref().err().cloned().into_iter().collect();
     match (intake::parse_new_message(req.body()), key) {
@@ -196,7 +196,7 @@ fn accepted(id: MessageId, replayed: bool) -> Result<Response<Body>, ApiError> {
 
 impl<S, Q, B> App<S, Q, B>
 where
-    S: MessageStore,
+    S: StatusStore + IdempotencyStore + StoreHealth,
     Q: Enqueue + QueueInfo,
     B: BucketViewer,
 {
@@ -279,67 +279,23 @@ where
 
         let id = MessageId::new();
         let fingerprint = intake::fingerprint(&msg);
-        if let Some(key) = key.as_deref()
-            && let Some(first) = self.reserve(account, key, &fingerprint, &id).await?
-        {
-            log.message_id = Some(first);
-            return accepted(first, true);
-        }
-        log.message_id = Some(id);
-
         let priority = msg.priority;
         let traceparent = trace::traceparent(req.headers().get(TRACEPARENT).map(|v| v.as_bytes()));
-        if let Err(e) = self.store_and_enqueue(account, id, msg, &traceparent).await {
-            if let Some(key) = key.as_deref()
-                && let Err(release) = self.store.release_idempotency(account, key).await
-            {
-                tracing::warn!(error = %release, "could not release the Idempotency-Key of a failed request");
-            }
-            return Err(e);
+        let outcome = idempotency::accept_once(
+            &self.store,
+            account,
+            key.as_ref(),
+            &fingerprint,
+            id,
+            self.settings.idempotency,
+            || self.store_and_enqueue(account, id, msg, &traceparent),
+        )
+        .await?;
+        log.message_id = Some(outcome.id);
+        if !outcome.replayed {
+            self.metrics.count(Metric::MessagesQueued, priority);
         }
-        if let Some(key) = key.as_deref()
-            && let Err(e) = self
-                .store
-                .complete_idempotency(account, key, &fingerprint, &id)
-                .await
-        {
-            // The message is queued, so the answer is still 202. A retry with
-            // this key meets a pending reservation and gets 409 until the key
-            // expires, which is safer than enqueueing the message twice.
-            tracing::warn!(error = %e, "could not mark the Idempotency-Key as answered");
-        }
-        self.metrics.count(Metric::MessagesQueued, priority);
-        accepted(id, false)
-    }
-
-    /// Reserves `key`; `Some(id)` when an earlier request with the same body
-    /// was already accepted as `id`. While another request holds the key, it
-    /// looks again every `idempotency_poll` for up to `idempotency_wait`.
-    async fn reserve(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<Option<MessageId>, ApiError> {
-        let deadline = Instant::now() + self.settings.idempotency_wait;
-        loop {
-            match self
-                .store
-                .reserve_idempotency(account, key, fingerprint, id)
-                .await?
-            {
-                IdempotencyState::Reserved => return Ok(None),
-                IdempotencyState::Done(first) => return Ok(Some(first)),
-                IdempotencyState::Conflict => return Err(ApiError::IdempotencyConflict),
-                IdempotencyState::InProgress => {
-                    if Instant::now() + self.settings.idempotency_poll > deadline {
-                        return Err(ApiError::IdempotencyInProgress);
-                    }
-                    tokio::time::sleep(self.settings.idempotency_poll).await;
-                }
-            }
-        }
+        accepted(outcome.id, outcome.replayed)
     }
 
     /// Writes the `queued` record, then sends to SQS. The record comes first
@@ -357,7 +313,7 @@ where
         msg: NewMessage,
         traceparent: &str,
     ) -> Result<(), ApiError> {
-        let created_at = OffsetDateTime::now_utc();
+        let created_at = self.clock.now_utc();
         self.store
             .put_queued(account, &id, msg.priority, created_at)
             .await?;

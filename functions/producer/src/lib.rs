@@ -8,9 +8,12 @@
 //! `Ok(Response)` with the right status; errors are RFC 9457
 //! `application/problem+json` bodies built in one place ([`error`]).
 //!
-//! The handler is generic over three small ports ([`ports`]) so unit tests
-//! run it against in-memory fakes; `main.rs` plugs in Redis, SQS and the
-//! Redis limiter.
+//! The handler is generic over small ports that live in `shared` beside
+//! their adapters ([`shared::store::StatusStore`],
+//! [`shared::idempotency::IdempotencyStore`], [`shared::queue::Enqueue`],
+//! [`shared::queue::QueueInfo`], [`shared::limiter::BucketViewer`]), so unit
+//! tests run it against the `testkit` fakes; [`wiring`] plugs in Redis, SQS
+//! and the Redis limiter.
 //!
 //! # Layout
 //! - [`routes`]: the route table (paths, methods and every status each can
@@ -22,24 +25,27 @@
 //!   idempotency, store and queue.
 //! - [`error`]: [`error::ApiError`], the one error type of the HTTP boundary,
 //!   and its mapping to status codes and problem bodies.
-//! - [`ports`]: the traits the handler needs (message store, queue, bucket
-//!   viewer) and their adapters over `RedisStore`, `SqsQueue`, `RedisLimiter`.
+//! - [`wiring`]: the cold start (configuration, clients built once) and the
+//!   one Lambda event stream it serves: HTTP API requests, and the scheduled
+//!   EventBridge event that replays the outbox.
 //! - [`trace`]: W3C `traceparent` forwarding.
 //! - [`respond`]: building responses without any fallible step.
 
 pub mod caller;
 pub mod error;
 pub mod handler;
-pub mod ports;
 pub mod respond;
 pub mod routes;
 pub mod trace;
+pub mod wiring;
 
 #[cfg(test)]
 mod tests;
 
 use shared::auth::Verifier;
+use shared::clock::Clock;
 use shared::config::Config;
+use shared::idempotency::Polling;
 use shared::telemetry::Metrics;
 use std::time::Duration;
 
@@ -54,10 +60,9 @@ pub struct Settings {
     /// never a token verified with the local secret.
     pub require_authorizer: bool,
     /// How long a request waits for another request with the same
-    /// `Idempotency-Key` to finish before answering 409.
-    pub idempotency_wait: Duration,
-    /// How often it looks again meanwhile.
-    pub idempotency_poll: Duration,
+    /// `Idempotency-Key` to finish before answering 409, and how often it
+    /// looks again meanwhile.
+    pub idempotency: Polling,
     /// Budget of each `/health` check (both run at once).
     pub health_timeout: Duration,
 }
@@ -77,8 +82,10 @@ impl Settings {
             enabled: config.enabled,
             rollout_percent: config.rollout_percent,
             require_authorizer: config.auth_require_authorizer,
-            idempotency_wait: Self::IDEMPOTENCY_WAIT,
-            idempotency_poll: Self::IDEMPOTENCY_POLL,
+            idempotency: Polling {
+                wait: Self::IDEMPOTENCY_WAIT,
+                every: Self::IDEMPOTENCY_POLL,
+            },
             health_timeout: Self::HEALTH_TIMEOUT,
         }
     }
@@ -87,15 +94,17 @@ impl Settings {
 /// Everything a request needs, built once at cold start and shared by
 /// reference with every invocation.
 pub struct App<S, Q, B> {
-    /// Status records and idempotency keys ([`ports::MessageStore`]).
+    /// Status records and idempotency keys.
     pub store: S,
-    /// The outbound queue ([`shared::queue::Enqueue`] + [`ports::QueueInfo`]).
+    /// The outbound queue.
     pub queue: Q,
-    /// Read-only view of the callers' token buckets ([`ports::BucketViewer`]).
+    /// Read-only view of the callers' token buckets.
     pub buckets: B,
     /// Verifies bearer tokens when no API Gateway authorizer did.
     pub verifier: Verifier,
     pub settings: Settings,
     /// EMF metrics (`MessagesQueued` by priority).
     pub metrics: Metrics,
+    /// Wall time for `createdAt`.
+    pub clock: Clock,
 }

@@ -113,11 +113,14 @@ impl Fixture {
                 enabled: true,
                 rollout_percent: 100,
                 require_authorizer: false,
-                idempotency_wait: Settings::IDEMPOTENCY_WAIT,
-                idempotency_poll: Settings::IDEMPOTENCY_POLL,
+                idempotency: shared::idempotency::Polling {
+                    wait: Settings::IDEMPOTENCY_WAIT,
+                    every: Settings::IDEMPOTENCY_POLL,
+                },
                 health_timeout: Settings::HEALTH_TIMEOUT,
             },
             metrics: Metrics::disabled("Test", "producer"),
+            clock: shared::clock::Clock::system(),
         };
         Self {
             app,

@@ -19,6 +19,7 @@ pub mod bucket;
 
 pub use bucket::{BucketState, Decision, Rate};
 
+use crate::clock::Clock;
 use crate::config::{LimiterClock, LimiterConfig};
 use crate::keys;
 use crate::message::{AccountId, Priority};
@@ -70,6 +71,14 @@ pub trait Limiter: Send + Sync {
     ) -> impl Future<Output = Result<(), LimiterError>> + Send;
 }
 
+/// Read-only access to an account's token bucket (`GET /v1/status`).
+pub trait BucketViewer: Send + Sync {
+    fn view(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<BucketView, LimiterError>> + Send;
+}
+
 /// The Redis limiter. Built once at cold start; cheap to clone.
 #[derive(Clone)]
 pub struct RedisLimiter {
@@ -77,6 +86,8 @@ pub struct RedisLimiter {
     script: redis::Script,
     pause_script: redis::Script,
     config: LimiterConfig,
+    /// The client clock (`LIMITER_CLOCK=client`) and the view's "now".
+    clock: Clock,
 }
 
 /// Sets the pause unless a longer one is already in force: two instances
@@ -95,7 +106,14 @@ impl RedisLimiter {
             script: redis::Script::new(SCRIPT),
             pause_script: redis::Script::new(PAUSE_SCRIPT),
             config,
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads the client clock from `clock` (virtual time in the simulation).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn rate(&self) -> Rate {
@@ -118,37 +136,8 @@ impl RedisLimiter {
     fn client_now_us(&self) -> u64 {
         match self.config.clock {
             LimiterClock::Redis => 0,
-            LimiterClock::Client => crate::now_ms().saturating_mul(1000).max(1),
+            LimiterClock::Client => self.clock.now_us().max(1),
         }
-    }
-
-    /// Reads an account's bucket without taking from it.
-    pub async fn view(&self, account: &AccountId) -> Result<BucketView, LimiterError> {
-        let mut conn = self.conn.clone();
-        let ((tokens, ts), pause_ms, (secs, micros)): ViewReply = redis::pipe()
-            .cmd("HMGET")
-            .arg(keys::bucket(account))
-            .arg("tokens")
-            .arg("ts")
-            .cmd("PTTL")
-            .arg(keys::pause(account))
-            .cmd("TIME")
-            .query_async(&mut conn)
-            .await?;
-        let now = match self.config.clock {
-            LimiterClock::Redis => secs * 1_000_000 + micros,
-            LimiterClock::Client => self.client_now_us(),
-        };
-        let state = tokens
-            .zip(ts)
-            .map(|(tokens, ts_us)| BucketState { tokens, ts_us });
-        let rate = self.rate();
-        Ok(BucketView {
-            tokens: rate.tokens_at(state, now),
-            per_minute: rate.per_minute,
-            burst: rate.burst,
-            paused_for: (pause_ms > 0).then(|| Duration::from_millis(pause_ms as u64)),
-        })
     }
 
     /// Runs the script with an explicit reserve and clock (tests compare this
@@ -215,5 +204,36 @@ impl Limiter for RedisLimiter {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+impl BucketViewer for RedisLimiter {
+    /// Reads an account's bucket without taking from it.
+    async fn view(&self, account: &AccountId) -> Result<BucketView, LimiterError> {
+        let mut conn = self.conn.clone();
+        let ((tokens, ts), pause_ms, (secs, micros)): ViewReply = redis::pipe()
+            .cmd("HMGET")
+            .arg(keys::bucket(account))
+            .arg("tokens")
+            .arg("ts")
+            .cmd("PTTL")
+            .arg(keys::pause(account))
+            .cmd("TIME")
+            .query_async(&mut conn)
+            .await?;
+        let now = match self.config.clock {
+            LimiterClock::Redis => secs * 1_000_000 + micros,
+            LimiterClock::Client => self.client_now_us(),
+        };
+        let state = tokens
+            .zip(ts)
+            .map(|(tokens, ts_us)| BucketState { tokens, ts_us });
+        let rate = self.rate();
+        Ok(BucketView {
+            tokens: rate.tokens_at(state, now),
+            per_minute: rate.per_minute,
+            burst: rate.burst,
+            paused_for: (pause_ms > 0).then(|| Duration::from_millis(pause_ms as u64)),
+        })
     }
 }

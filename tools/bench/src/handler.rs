@@ -1,9 +1,8 @@
 //! Intake in process: the producer's real handler (`producer::handler::handle`)
 //! on an `App` built with in-memory ports, timed call by call, so p50/p99 are
-//! per request. The producer's own fakes live in its `#[cfg(test)]` module
-//! and are not reachable from here, so this module has minimal ones: a map
-//! for status records and idempotency keys, and a queue that serialises the
-//! body (as the SQS adapter does) and counts.
+//! per request, with the `testkit` fakes: a map for status records and
+//! idempotency keys, and a queue that serialises the body (as the SQS
+//! adapter does) and counts.
 //!
 //! Logging is on, in the production format (JSON, as `shared::telemetry::init`
 //! configures it) but written to a sink: the per-request log line is part of
@@ -13,193 +12,39 @@
 use crate::stats::{median, percentile_sorted, round};
 use anyhow::Result;
 use lambda_http::{Body, Request};
-use producer::ports::{BucketViewer, MessageStore, QueueInfo};
 use producer::{App, Settings};
 use serde_json::{Value, json};
 use shared::auth::Verifier;
-use shared::limiter::{BucketView, LimiterError};
-use shared::message::{AccountId, MessageId, Priority, QueueMessage};
-use shared::queue::{Enqueue, QueueError, QueueStats};
-use shared::store::{IdempotencyState, Status, StatusRecord, StoreError};
 use shared::telemetry::Metrics;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use time::OffsetDateTime;
+use testkit::{MemBuckets, MemQueue, MemStore};
 
 const SECRET: &str = "bench-secret";
-
-type IdemEntry = (String, MessageId, bool);
-
-#[derive(Default)]
-struct MemStore {
-    records: Mutex<HashMap<(String, MessageId), StatusRecord>>,
-    keys: Mutex<HashMap<(String, String), IdemEntry>>,
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Corrupt("lock poisoned".into())
-}
-
-impl MessageStore for MemStore {
-    async fn put_queued(
-        &self,
-        account: &AccountId,
-        id: &MessageId,
-        priority: Priority,
-        created_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let record = StatusRecord {
-            message_id: *id,
-            status: Status::Queued,
-            priority,
-            attempts: 0,
-            created_at,
-            sent_at: None,
-            upstream_message_id: None,
-            last_error: None,
-        };
-        self.records
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert((account.to_string(), *id), record);
-        Ok(())
-    }
-
-    async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
-        self.records
-            .lock()
-            .map_err(|_| poisoned())?
-            .remove(&(account.to_string(), *id));
-        Ok(())
-    }
-
-    async fn get(
-        &self,
-        account: &AccountId,
-        id: &MessageId,
-    ) -> Result<Option<StatusRecord>, StoreError> {
-        Ok(self
-            .records
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(&(account.to_string(), *id))
-            .cloned())
-    }
-
-    async fn reserve_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<IdempotencyState, StoreError> {
-        let mut keys = self.keys.lock().map_err(|_| poisoned())?;
-        let entry = keys
-            .entry((account.to_string(), key.to_owned()))
-            .or_insert_with(|| (fingerprint.to_owned(), *id, false));
-        Ok(match entry {
-            (fp, _, _) if fp != fingerprint => IdempotencyState::Conflict,
-            (_, first, true) => IdempotencyState::Done(*first),
-            (_, first, false) if first == id => IdempotencyState::Reserved,
-            _ => IdempotencyState::InProgress,
-        })
-    }
-
-    async fn complete_idempotency(
-        &self,
-        account: &AccountId,
-        key: &str,
-        fingerprint: &str,
-        id: &MessageId,
-    ) -> Result<(), StoreError> {
-        self.keys.lock().map_err(|_| poisoned())?.insert(
-            (account.to_string(), key.to_owned()),
-            (fingerprint.to_owned(), *id, true),
-        );
-        Ok(())
-    }
-
-    async fn release_idempotency(&self, account: &AccountId, key: &str) -> Result<(), StoreError> {
-        self.keys
-            .lock()
-            .map_err(|_| poisoned())?
-            .remove(&(account.to_string(), key.to_owned()));
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemQueue {
-    sent: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Enqueue for MemQueue {
-    async fn enqueue(
-        &self,
-        msg: &QueueMessage,
-        _traceparent: Option<&str>,
-    ) -> Result<(), QueueError> {
-        // What the SQS adapter does before the network: the body and its attributes.
-        let body = msg.to_body();
-        let attrs = shared::queue::message_attributes(msg, None);
-        self.bytes
-            .fetch_add((body.len() + attrs.len()) as u64, Ordering::Relaxed);
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-impl QueueInfo for MemQueue {
-    async fn stats(&self) -> Result<QueueStats, QueueError> {
-        Ok(QueueStats::default())
-    }
-
-    async fn ping(&self) -> Result<(), QueueError> {
-        Ok(())
-    }
-}
-
-struct MemBuckets;
-
-impl BucketViewer for MemBuckets {
-    async fn view(&self, _account: &AccountId) -> Result<BucketView, LimiterError> {
-        Ok(BucketView {
-            tokens: 10.0,
-            per_minute: 10.0,
-            burst: 10.0,
-            paused_for: None,
-        })
-    }
-}
 
 type BenchApp = App<MemStore, MemQueue, MemBuckets>;
 
 fn app() -> BenchApp {
     App {
         // Room for every record of the run: no rehash in the middle of a call.
-        store: MemStore {
-            records: Mutex::new(HashMap::with_capacity(200_000)),
-            keys: Mutex::new(HashMap::with_capacity(200_000)),
+        store: MemStore::with_capacity(200_000),
+        queue: MemQueue {
+            count_only: true,
+            ..MemQueue::default()
         },
-        queue: MemQueue::default(),
-        buckets: MemBuckets,
+        buckets: MemBuckets::default(),
         verifier: Verifier::new(SECRET),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,
             require_authorizer: false,
-            idempotency_wait: Settings::IDEMPOTENCY_WAIT,
-            idempotency_poll: Settings::IDEMPOTENCY_POLL,
+            idempotency: shared::idempotency::Polling {
+                wait: Settings::IDEMPOTENCY_WAIT,
+                every: Settings::IDEMPOTENCY_POLL,
+            },
             health_timeout: Settings::HEALTH_TIMEOUT,
         },
         metrics: Metrics::disabled("Bench", "producer"),
+        clock: shared::clock::Clock::system(),
     }
 }
 
@@ -271,7 +116,7 @@ pub async fn run(rounds: usize, per_round: usize) -> Result<Value> {
             p99s.push(percentile_sorted(&us, 99.0));
             means.push(us.iter().sum::<f64>() / us.len().max(1) as f64);
         }
-        let sent = app.queue.sent.load(Ordering::Relaxed);
+        let sent = app.queue.count();
         eprintln!(
             "[bench] intake handler {name}: p50 {:.1} us, p99 {:.1} us ({} calls)",
             median(&p50s),

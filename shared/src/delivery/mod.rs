@@ -1,15 +1,23 @@
-//! The OnlyFans API client and what its answers mean.
+//! The OnlyFans API: the client, what its answers mean, and what the
+//! consumer does about them.
 //!
 //! [`classify`] is the one place that turns an upstream answer into an
 //! outcome (sent, rate limited, transient, permanent); it is a plain function
 //! so every status code's meaning is unit-tested without a server.
+//! [`policy`] holds every "what next" rule of delivery as a pure function.
+//! [`Upstream`] is the port the consumer calls; [`OnlyFansClient`] is its
+//! real adapter.
 
+pub mod policy;
+
+use crate::clock::Clock;
 use crate::config::Secret;
 use crate::message::QueueMessage;
-use rand::Rng;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use crate::secrets::SecretReader;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::sync::RwLock;
+use tokio::time::Instant;
 
 /// Used when a 429 carries no usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -32,7 +40,7 @@ pub enum Outcome {
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: Option<&str>, now: std::time::SystemTime) -> Option<Duration> {
+pub fn parse_retry_after(value: Option<&str>, now: SystemTime) -> Option<Duration> {
     let v = value?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -60,7 +68,8 @@ fn reason_from_body(status: u16, body: &str) -> String {
 }
 
 /// What an HTTP answer from the OnlyFans API means.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
+/// `now` reads a `Retry-After` given as an HTTP date.
+pub fn classify(status: u16, retry_after: Option<&str>, body: &str, now: SystemTime) -> Outcome {
     match status {
         200..=299 => {
             let upstream_id = serde_json::from_str::<serde_json::Value>(body)
@@ -73,8 +82,7 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
             Outcome::Sent { upstream_id }
         }
         429 => Outcome::RateLimited {
-            retry_after: parse_retry_after(retry_after, std::time::SystemTime::now())
-                .unwrap_or(DEFAULT_RETRY_AFTER),
+            retry_after: parse_retry_after(retry_after, now).unwrap_or(DEFAULT_RETRY_AFTER),
         },
         401 => Outcome::Unauthorized {
             reason: reason_from_body(status, body),
@@ -94,20 +102,39 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
     }
 }
 
-/// Exponential backoff with full jitter for transient failures, by attempt
-/// number (1-based): up to 2 s, 4 s, 8 s ... capped at 5 minutes.
-pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
-    let cap = Duration::from_secs(300);
-    let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let ceiling = base.min(cap).as_millis() as u64;
-    // Full jitter, but never less than one second (SQS visibility is whole seconds).
-    Duration::from_millis(rng.random_range(1000..=ceiling.max(1000)))
+/// The OnlyFans API as the consumer needs it.
+pub trait Upstream: Send + Sync {
+    /// Sends one message. Never fails: transport errors are an [`Outcome`].
+    fn send(&self, msg: &QueueMessage) -> impl Future<Output = CallResult> + Send;
+    /// Re-reads the API token (after a 401: it may have been rotated).
+    fn refresh_token(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Fetches the API token (from Secrets Manager in AWS). Called at cold start
-/// and again after a 401.
-pub trait TokenProvider: Send + Sync {
-    fn fetch(&self) -> impl Future<Output = Result<Secret, String>> + Send;
+/// Uniform samples in [0, 1) for the backoff's jitter. Not cryptographic
+/// (fastrand's wyrand); seeded, so the simulation replays a run exactly.
+#[derive(Debug)]
+pub struct Jitter(Mutex<fastrand::Rng>);
+
+impl Jitter {
+    /// Seeded from the process's entropy (production).
+    pub fn new() -> Self {
+        Self(Mutex::new(fastrand::Rng::new()))
+    }
+
+    /// The same sequence for the same seed.
+    pub fn seeded(seed: u64) -> Self {
+        Self(Mutex::new(fastrand::Rng::with_seed(seed)))
+    }
+
+    pub fn sample(&self) -> f64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).f64()
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The OnlyFans API client: one `reqwest::Client` (connection reuse,
@@ -117,6 +144,11 @@ pub struct OnlyFansClient {
     http: reqwest::Client,
     base: url::Url,
     token: Arc<RwLock<Secret>>,
+    /// Where the token is read again after a 401 (Secrets Manager in AWS;
+    /// none locally, where it never changes).
+    token_source: Option<SecretReader>,
+    /// Wall time for `Retry-After` dates.
+    clock: Clock,
 }
 
 /// One upstream call's outcome and duration.
@@ -145,7 +177,21 @@ impl OnlyFansClient {
             http,
             base,
             token: Arc::new(RwLock::new(token)),
+            token_source: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// Reads the token again from `source` after a 401.
+    pub fn with_token_source(mut self, source: SecretReader) -> Self {
+        self.token_source = Some(source);
+        self
+    }
+
+    /// Reads `Retry-After` dates against this clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Replaces the token (after a 401 and a fresh read of the secret).
@@ -170,8 +216,7 @@ impl OnlyFansClient {
         url
     }
 
-    /// Sends one message. Never fails: transport errors are an [`Outcome`].
-    pub async fn send(&self, msg: &QueueMessage) -> CallResult {
+    async fn call(&self, msg: &QueueMessage) -> CallResult {
         let started = Instant::now();
         let body = serde_json::json!({
             "text": msg.content.as_str(),
@@ -195,7 +240,12 @@ impl OnlyFansClient {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 let text = resp.text().await.unwrap_or_default();
-                classify(status, retry_after.as_deref(), &text)
+                classify(
+                    status,
+                    retry_after.as_deref(),
+                    &text,
+                    self.clock.now_system(),
+                )
             }
             Err(e) if e.is_timeout() => Outcome::Transient {
                 reason: "upstream timed out".into(),
@@ -214,9 +264,41 @@ impl OnlyFansClient {
     }
 }
 
+impl Upstream for OnlyFansClient {
+    async fn send(&self, msg: &QueueMessage) -> CallResult {
+        self.call(msg).await
+    }
+
+    async fn refresh_token(&self) {
+        let Some(source) = &self.token_source else {
+            return;
+        };
+        match source.read().await {
+            Ok(token) => self.set_token(token).await,
+            Err(e) => tracing::error!(error = %e, "could not re-read the OnlyFans API token"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::classify` at a fixed time (only a `Retry-After` date reads it).
+    fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
+        super::classify(status, retry_after, body, SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_retry_after_date_is_read_against_the_given_clock() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            super::classify(429, Some("Wed, 21 Oct 2015 07:38:00 GMT"), "", now),
+            Outcome::RateLimited {
+                retry_after: Duration::from_secs(600)
+            }
+        );
+    }
 
     #[test]
     fn success_keeps_the_upstream_id() {
@@ -305,19 +387,5 @@ mod tests {
             panic!()
         };
         assert!(reason.chars().count() < 600);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let mut rng = rand::rng();
-        for attempt in 1..40 {
-            let b = backoff(attempt, &mut rng);
-            assert!(
-                b >= Duration::from_secs(1) && b <= Duration::from_secs(300),
-                "{attempt}: {b:?}"
-            );
-        }
-        let max1 = (0..200).map(|_| backoff(1, &mut rng)).max().unwrap();
-        assert!(max1 <= Duration::from_secs(2));
     }
 }

@@ -1,0 +1,52 @@
+use crate::lock;
+use shared::delivery::{CallResult, Outcome, Upstream};
+use shared::message::{MessageId, QueueMessage};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The OnlyFans API answering from a script: each call takes the next
+/// outcome, and `Sent` with id `ofm_1` once the script is empty.
+#[derive(Default)]
+pub struct ScriptedUpstream {
+    pub script: Mutex<VecDeque<Outcome>>,
+    /// Every call, in order.
+    pub calls: Mutex<Vec<MessageId>>,
+    /// Token re-reads after a 401.
+    pub refreshed: AtomicU32,
+}
+
+impl ScriptedUpstream {
+    /// The next call answers `outcome`.
+    pub fn then(&self, outcome: Outcome) -> &Self {
+        lock(&self.script).push_back(outcome);
+        self
+    }
+
+    /// Calls made so far.
+    pub fn call_count(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
+    pub fn refresh_count(&self) -> u32 {
+        self.refreshed.load(Ordering::SeqCst)
+    }
+}
+
+impl Upstream for ScriptedUpstream {
+    async fn send(&self, msg: &QueueMessage) -> CallResult {
+        lock(&self.calls).push(msg.message_id);
+        let outcome = lock(&self.script).pop_front().unwrap_or(Outcome::Sent {
+            upstream_id: Some("ofm_1".into()),
+        });
+        CallResult {
+            outcome,
+            latency: Duration::from_millis(3),
+        }
+    }
+
+    async fn refresh_token(&self) {
+        self.refreshed.fetch_add(1, Ordering::SeqCst);
+    }
+}
