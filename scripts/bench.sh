@@ -205,10 +205,13 @@ fi
 
 wait_builds release-build debug-build
 
-printf '{"max_concurrency": %s, "rate_per_minute": %s, "burst": %s, "spread_visibility_timeout": %s, "spread_in_process_wait_ms": %s, "naive_visibility_timeout": %s, "naive_in_process_wait_ms": %s, "stub_tolerance_ms": %s, "lambda_port": %s, "sqs_port": %s, "stub_port": %s}\n' \
-  "$MAX_CONCURRENCY" "$RATE_LIMIT_PER_MINUTE" "$RATE_LIMIT_BURST" "$SPREAD_VISIBILITY_TIMEOUT" \
-  "$SPREAD_IN_PROCESS_WAIT_MS" "$NAIVE_VISIBILITY_TIMEOUT" "$NAIVE_IN_PROCESS_WAIT_MS" \
-  "${STUB_TOLERANCE_MS:-100}" "$LAMBDA_PORT" "$SQS_PORT" "$STUB_PORT" >"$OUT/stack-settings.json"
+# The rest (MAX_CONCURRENCY, RATE_LIMIT_*, STUB_TOLERANCE_MS, the ports) it
+# reads from the environment.
+"$BENCH" settings --out "$OUT/stack-settings.json" \
+  --spread-visibility-timeout "$SPREAD_VISIBILITY_TIMEOUT" \
+  --spread-in-process-wait-ms "$SPREAD_IN_PROCESS_WAIT_MS" \
+  --naive-visibility-timeout "$NAIVE_VISIBILITY_TIMEOUT" \
+  --naive-in-process-wait-ms "$NAIVE_IN_PROCESS_WAIT_MS"
 
 step "stack (spread deferral) on :$LAMBDA_PORT, :$SQS_PORT, :$STUB_PORT"
 export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS="$SPREAD_IN_PROCESS_WAIT_MS" \
@@ -225,9 +228,8 @@ kill -STOP "$POLLER_STOPPED"
 BENCH_TOKEN="$("$ROOT/target/debug/devctl" token "$RUN_ID-wrk" --ttl 3600)"
 export BENCH_TOKEN
 wrk_json() { # wrk_json CONNECTIONS SECONDS OUTFILE
-  wrk -t "$(( $1 < 2 ? 1 : 2 ))" -c "$1" -d "${2}s" --timeout 10s -s "$ROOT/tools/bench/wrk-post.lua" \
-    "$PRODUCER_URL/v1/messages" | grep '^{' | tail -n 1 >"$3.tmp"
-  sed "s/^{/{\"connections\": $1, /" "$3.tmp" >"$3" && rm -f "$3.tmp"
+  "$BENCH" wrk --url "$PRODUCER_URL/v1/messages" --script "$ROOT/tools/bench/wrk-post.lua" \
+    --connections "$1" --seconds "$2" --out "$3"
 }
 # The baseline: SendMessage alone against the same server (a queue of its
 # own), 32 at a time.

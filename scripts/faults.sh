@@ -9,9 +9,8 @@
 #   faults.sh run [FILTER] the suite against a fault stack that is up
 #   faults.sh redis-stop   stop its Redis (SIGTERM, as a failover would)
 #   faults.sh redis-start  start it again on the same port and data directory
-#   faults.sh stop NAME    stop one process of the stack (`stub`, `lambda`, ...),
-#                          keeping its command line, environment and directory
-#   faults.sh start NAME   start it again as it was, and record its new PID
+#   faults.sh stop NAME    stop one process of the stack (`stub`, `lambda`, ...)
+#   faults.sh start NAME   start it again as `up` recorded it, and record its new PID
 #   faults.sh restart NAME both
 #
 # Its Redis persists every write (AOF, fsync always) in the stack directory,
@@ -88,14 +87,37 @@ recorded_pid() { # recorded_pid NAME: the PID stack.sh recorded for NAME
   awk -v n="$1" '$1 == n { p = $2 } END { if (p) print p; else exit 1 }' "$STACK_DIR/pids"
 }
 
-proc_stop() { # proc_stop NAME: stop its process group, keep what starts it again
-  local name=$1 pid keep="$STACK_DIR/restart/$1"
+# How each process was started, recorded once by `up` while every process is
+# the one stack.sh has just started: command line, environment, directory
+# (NUL-separated, as the kernel keeps them). `start` runs exactly that, so a
+# process can be started again whatever became of it in between.
+# (stack.sh's start() knows the command line itself; were it to write these
+# files, this would not need /proc at all.)
+RECORDED="$STACK_DIR/restart"
+
+record_commands() {
+  local name pid keep program
+  while read -r name pid; do
+    keep="$RECORDED/$name"
+    [[ -r "/proc/$pid/cmdline" ]] || { log "$name (pid $pid) is gone: not recorded"; continue; }
+    mkdir -p "$keep"
+    # A process started a moment ago may still be the shell or setsid that
+    # is about to exec it: wait until it is the program itself.
+    for _ in $(seq 1 50); do
+      program=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+      [[ "${program##*/}" == setsid || "${program##*/}" == bash ]] || break
+      sleep 0.1
+    done
+    cp "/proc/$pid/cmdline" "$keep/cmdline"
+    cp "/proc/$pid/environ" "$keep/environ"
+    readlink "/proc/$pid/cwd" >"$keep/cwd"
+  done <"$STACK_DIR/pids"
+}
+
+proc_stop() { # proc_stop NAME: stop its process group
+  local name=$1 pid
   pid=$(recorded_pid "$name") || { log "no $name recorded in $STACK_DIR/pids"; return 1; }
   kill -0 "$pid" 2>/dev/null || { log "$name (pid $pid) is not running"; return 1; }
-  mkdir -p "$keep"
-  cp "/proc/$pid/cmdline" "$keep/cmdline"
-  cp "/proc/$pid/environ" "$keep/environ"
-  readlink "/proc/$pid/cwd" >"$keep/cwd"
   kill -CONT -- "-$pid" 2>/dev/null || true
   kill -TERM -- "-$pid" 2>/dev/null || true
   for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
@@ -103,10 +125,13 @@ proc_stop() { # proc_stop NAME: stop its process group, keep what starts it agai
   log "stopped $name (pid $pid)"
 }
 
-proc_start() { # proc_start NAME: start it as proc_stop found it, record the new PID
-  local name=$1 keep="$STACK_DIR/restart/$1" pid
+proc_start() { # proc_start NAME: start it as `up` recorded it, record the new PID
+  local name=$1 keep="$RECORDED/$1" pid
   local -a argv envv
-  [[ -f "$keep/cmdline" ]] || { log "$name was not stopped by this script"; return 1; }
+  [[ -f "$keep/cmdline" ]] || { log "no command recorded for $name in $RECORDED"; return 1; }
+  if pid=$(recorded_pid "$name") && kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) is still running; stop it first"; return 1
+  fi
   mapfile -d '' argv <"$keep/cmdline"
   mapfile -d '' envv <"$keep/environ"
   (
@@ -142,7 +167,7 @@ down() {
   fi
   "$HERE/stack.sh" down || true
   redis_stop
-  rm -rf "$STACK_DIR/restart"
+  rm -rf "$RECORDED"
 }
 
 up() {
@@ -154,6 +179,7 @@ up() {
   rm -rf "$REDIS_DIR"
   redis_start
   "$HERE/stack.sh" up || { redis_stop; return 1; }
+  record_commands
 }
 
 case "${1:-}" in

@@ -230,6 +230,10 @@ pub fn arrival_us(r: &Value) -> u64 {
     r["receivedAtUs"].as_u64().unwrap_or(0)
 }
 
+/// Status records (the Redis hash: `status`, `attempts`, `lastError`, ...)
+/// by message id.
+pub type Statuses = HashMap<String, HashMap<String, String>>;
+
 /// What a case saw once everything settled.
 #[derive(Debug, Default)]
 pub struct Settled {
@@ -249,7 +253,7 @@ pub struct Settled {
     /// Every stub record of the case's accounts, in arrival order.
     pub records: Vec<Value>,
     /// Status records by message id.
-    pub statuses: HashMap<String, HashMap<String, String>>,
+    pub statuses: Statuses,
     pub took: Duration,
 }
 
@@ -272,42 +276,71 @@ impl fmt::Display for Settled {
     }
 }
 
+/// How long `settle` waits after the queue drained before reading the stub:
+/// a late second delivery would show up in that time.
+const LATE_DELIVERY_GRACE: Duration = Duration::from_secs(2);
+
 /// Waits until every message is `sent`, `failed` or `dead` and the queue is
 /// empty, then checks the contract's guarantees against the stub's records:
 /// none lost, none sent twice (one 2xx per idempotency key, no `duplicate`),
 /// no limit violation (the stub's flag and our own curve check), a reason on
-/// every failed or dead message, and every dead one in the DLQ.
+/// every failed or dead message, and every dead one in the DLQ. Each step is
+/// a function of its own below, in the order `settle` runs them.
 pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled> {
     let s = &f.stack;
     let started = Instant::now();
+    let statuses = wait_until_final(s, msgs, limit).await?;
+    wait_until_queue_empty(s).await?;
+    let took = started.elapsed();
+    tokio::time::sleep(LATE_DELIVERY_GRACE).await;
+
+    let accounts: BTreeSet<String> = msgs.iter().map(|m| m.account.clone()).collect();
+    let records = stub_records(s, &accounts).await?;
+    let mut report = Settled {
+        messages: msgs.len(),
+        took,
+        ..Settled::default()
+    };
+    let delivered = count_calls(&records, &mut report)?;
+    check_curve(s, &accounts, &records)?;
+    check_only_these_delivered(msgs, &delivered)?;
+    let dead_accounts = check_outcomes(s, msgs, &statuses, &delivered, &mut report)?;
+    check_dead_in_dlq(s, msgs, &statuses, &dead_accounts).await?;
+    report.records = records;
+    report.statuses = statuses;
+    Ok(report)
+}
+
+/// Polls every message's status record until each is `sent`, `failed` or
+/// `dead`; fails after `limit` naming what the rest last showed.
+async fn wait_until_final(s: &Stack, msgs: &[Msg], limit: Duration) -> Result<Statuses> {
+    let started = Instant::now();
     let mut statuses = HashMap::new();
-    let mut pending: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+    let mut pending: Vec<&Msg> = msgs.iter().collect();
     let mut last_seen = BTreeMap::new();
-    while !pending.is_empty() {
+    loop {
         let mut still = Vec::new();
-        for m in msgs.iter().filter(|m| pending.contains(&m.id)) {
+        for m in pending {
             match s.status_of(&m.account, &m.id).await {
+                Ok(r) if is_final(&r) => {
+                    statuses.insert(m.id.clone(), r);
+                }
                 Ok(r) => {
-                    let st = r.get("status").cloned().unwrap_or_default();
-                    if matches!(st.as_str(), "sent" | "failed" | "dead") {
-                        statuses.insert(m.id.clone(), r);
-                    } else {
-                        last_seen.insert(m.id.clone(), r);
-                        still.push(m.id.clone());
-                    }
+                    last_seen.insert(m.id.clone(), r);
+                    still.push(m);
                 }
                 // Redis may be on its way back: look again.
-                Err(_) => still.push(m.id.clone()),
+                Err(_) => still.push(m),
             }
         }
         pending = still;
         if pending.is_empty() {
-            break;
+            return Ok(statuses);
         }
         if started.elapsed() > limit {
             let detail: Vec<_> = pending
                 .iter()
-                .map(|id| format!("{id}: {:?}", last_seen.get(id)))
+                .map(|m| format!("{}: {:?}", m.id, last_seen.get(&m.id)))
                 .collect();
             bail!(
                 "{} of {} messages not settled after {limit:?}: {detail:#?}",
@@ -317,27 +350,31 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
 
-    // Nothing left behind: no deferred or duplicate copy still to come.
+fn is_final(status: &HashMap<String, String>) -> bool {
+    matches!(
+        status.get("status").map(String::as_str),
+        Some("sent" | "failed" | "dead")
+    )
+}
+
+/// Nothing left behind: no deferred or duplicate copy still to come.
+async fn wait_until_queue_empty(s: &Stack) -> Result<()> {
     eventually("the queue to drain", Duration::from_secs(60), || async {
         let q = s.queue_stats().await?;
         Ok((q.visible + q.in_flight + q.delayed == 0).then_some(()))
     })
-    .await?;
-    let took = started.elapsed();
-    // A late second delivery would show up now.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    .await
+}
 
-    let accounts: BTreeSet<String> = msgs.iter().map(|m| m.account.clone()).collect();
-    let records = stub_records(s, &accounts).await?;
-    let mut report = Settled {
-        messages: msgs.len(),
-        calls: records.len(),
-        took,
-        ..Settled::default()
-    };
+/// Counts the stub's calls into `report` (by status answered, 2xx) and
+/// refuses any the stub flagged as a limit violation or a duplicate.
+/// Returns the 2xx calls per idempotency key (= message id).
+fn count_calls(records: &[Value], report: &mut Settled) -> Result<HashMap<String, usize>> {
     let mut delivered: HashMap<String, usize> = HashMap::new();
-    for r in &records {
+    report.calls = records.len();
+    for r in records {
         *report
             .by_status
             .entry(r["status"].as_u64().unwrap_or(0))
@@ -356,7 +393,13 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
             report.delivered += 1;
         }
     }
-    for account in &accounts {
+    Ok(delivered)
+}
+
+/// Our own check of the contract's curve (`burst + rate × t / 60`) over the
+/// arrival times of every call of each account, beside the stub's.
+fn check_curve(s: &Stack, accounts: &BTreeSet<String>, records: &[Value]) -> Result<()> {
+    for account in accounts {
         let times: Vec<u64> = records
             .iter()
             .filter(|r| r["accountId"] == account.as_str())
@@ -365,6 +408,11 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
         let over = curve_violations(&times, s.rate_per_minute, s.burst, CURVE_TOLERANCE);
         ensure!(over == 0, "{account}: {over} calls over the limit's curve");
     }
+    Ok(())
+}
+
+/// Every 2xx the stub gave was for one of the case's messages.
+fn check_only_these_delivered(msgs: &[Msg], delivered: &HashMap<String, usize>) -> Result<()> {
     let ids: BTreeSet<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
     for key in delivered.keys() {
         ensure!(
@@ -372,7 +420,19 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
             "the stub delivered {key}, which this case never sent"
         );
     }
+    Ok(())
+}
 
+/// Each `sent` message reached the stub exactly once within `MAX_ATTEMPTS`;
+/// each `failed` or `dead` one never did and says why. Counts the outcomes
+/// into `report`; returns the accounts with a dead message.
+fn check_outcomes(
+    s: &Stack,
+    msgs: &[Msg],
+    statuses: &Statuses,
+    delivered: &HashMap<String, usize>,
+    report: &mut Settled,
+) -> Result<BTreeSet<String>> {
     let mut dead_accounts = BTreeSet::new();
     for m in msgs {
         let st = &statuses[&m.id];
@@ -405,7 +465,17 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
             }
         }
     }
-    for account in &dead_accounts {
+    Ok(dead_accounts)
+}
+
+/// Every dead message of these accounts is in the DLQ with its `deadReason`.
+async fn check_dead_in_dlq(
+    s: &Stack,
+    msgs: &[Msg],
+    statuses: &Statuses,
+    dead_accounts: &BTreeSet<String>,
+) -> Result<()> {
+    for account in dead_accounts {
         let dead: Vec<&Msg> = msgs
             .iter()
             .filter(|m| &m.account == account && statuses[&m.id]["status"] == "dead")
@@ -425,7 +495,5 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
         )
         .await?;
     }
-    report.records = records;
-    report.statuses = statuses;
-    Ok(report)
+    Ok(())
 }

@@ -9,7 +9,12 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use shared::message::{
+    AccountId, Content, Invalid, MediaUrls, MessageId, NewMessage, Priority, QueueMessage,
+    RecipientId,
+};
 use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -208,42 +213,34 @@ pub fn curve_violations(
     violations
 }
 
-/// A valid v1 queue body for `account`.
+/// A valid queue body for `account`, written by the same code the producer
+/// uses ([`QueueMessage::to_body`]), so the tests follow the queue format
+/// wherever it goes.
+///
+/// # Panics
+/// If an argument is not a valid value of its kind (a test's own mistake):
+/// `id` a UUID, `priority` `low`/`medium`/`high`, `recipient` a recipient id.
 pub fn queue_body(account: &str, id: &str, priority: &str, recipient: &str) -> String {
-    serde_json::json!({
-        "schemaVersion": 1,
-        "messageId": id,
-        "accountId": account,
-        "recipientId": recipient,
-        "content": format!("integration test message {id}"),
-        "priority": priority,
-        "mediaUrls": [],
-        "createdAt": time_now_rfc3339(),
-    })
-    .to_string()
+    let msg = NewMessage {
+        recipient_id: valid("recipient", RecipientId::parse(recipient)),
+        content: valid(
+            "content",
+            Content::parse(&format!("integration test message {id}")),
+        ),
+        priority: valid("priority", Priority::parse(priority)),
+        media_urls: MediaUrls::default(),
+    };
+    QueueMessage::new(
+        valid("message id", MessageId::parse(id)),
+        valid("account", AccountId::parse(account)),
+        msg,
+        OffsetDateTime::now_utc(),
+    )
+    .to_body()
 }
 
-fn time_now_rfc3339() -> String {
-    let secs = shared::now_ms() / 1000;
-    // Plain RFC 3339 UTC from the epoch seconds (no time crate needed here).
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let (y, mo, d) = civil_from_days(days as i64);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+fn valid<T>(what: &str, parsed: Result<T, Invalid>) -> T {
+    parsed.unwrap_or_else(|e| panic!("queue_body: bad {what}: {e}"))
 }
 
 impl Stack {
@@ -367,6 +364,18 @@ pub fn now_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_body_is_what_the_consumer_reads() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let body = queue_body("acct_1", &id, "high", "fan_1");
+        let m = QueueMessage::parse(&body).expect("a valid queue body");
+        assert_eq!(m.message_id.to_string(), id);
+        assert_eq!(m.account_id.as_str(), "acct_1");
+        assert_eq!(m.recipient_id.as_str(), "fan_1");
+        assert_eq!(m.priority, Priority::High);
+        assert!((OffsetDateTime::now_utc() - m.created_at).whole_seconds() < 60);
+    }
 
     #[test]
     fn curve_check_counts_over_limit_sends() {

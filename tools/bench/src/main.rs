@@ -9,8 +9,10 @@ mod footprint;
 mod handler;
 mod limiter;
 mod report;
+mod settings;
 mod stack;
 mod stats;
+mod wrk;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -155,6 +157,50 @@ enum Command {
     Purge {
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
+    },
+    /// Intake over HTTP: runs `wrk` with the POST script and writes its
+    /// summary line, with the connection count.
+    Wrk {
+        #[arg(long)]
+        out: PathBuf,
+        /// The URL to POST to (`$PRODUCER_URL/v1/messages`).
+        #[arg(long)]
+        url: String,
+        /// The wrk Lua script (tools/bench/wrk-post.lua; BENCH_TOKEN in the
+        /// environment is its bearer token).
+        #[arg(long)]
+        script: PathBuf,
+        #[arg(long)]
+        connections: u32,
+        #[arg(long)]
+        seconds: u32,
+    },
+    /// Writes stack-settings.json: the settings the run's stacks use.
+    Settings {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "MAX_CONCURRENCY")]
+        max_concurrency: String,
+        #[arg(long, env = "RATE_LIMIT_PER_MINUTE")]
+        rate_per_minute: String,
+        #[arg(long, env = "RATE_LIMIT_BURST")]
+        burst: String,
+        #[arg(long)]
+        spread_visibility_timeout: String,
+        #[arg(long)]
+        spread_in_process_wait_ms: String,
+        #[arg(long)]
+        naive_visibility_timeout: String,
+        #[arg(long)]
+        naive_in_process_wait_ms: String,
+        #[arg(long, env = "STUB_TOLERANCE_MS", default_value = "100")]
+        stub_tolerance_ms: String,
+        #[arg(long, env = "LAMBDA_PORT")]
+        lambda_port: String,
+        #[arg(long, env = "SQS_PORT")]
+        sqs_port: String,
+        #[arg(long, env = "STUB_PORT")]
+        stub_port: String,
     },
     /// Merges the parts into report.json and report.md.
     Report {
@@ -349,6 +395,48 @@ async fn run(command: Command) -> Result<()> {
                 .await
                 .context("PurgeQueue")?;
             Ok(())
+        }
+        Command::Wrk {
+            out,
+            url,
+            script,
+            connections,
+            seconds,
+        } => {
+            // wrk blocks for its whole run: off the async workers.
+            let v =
+                tokio::task::spawn_blocking(move || wrk::run(&url, &script, connections, seconds))
+                    .await??;
+            write(&out, &v)
+        }
+        Command::Settings {
+            out,
+            max_concurrency,
+            rate_per_minute,
+            burst,
+            spread_visibility_timeout,
+            spread_in_process_wait_ms,
+            naive_visibility_timeout,
+            naive_in_process_wait_ms,
+            stub_tolerance_ms,
+            lambda_port,
+            sqs_port,
+            stub_port,
+        } => {
+            let v = settings::build(&[
+                ("max_concurrency", &max_concurrency),
+                ("rate_per_minute", &rate_per_minute),
+                ("burst", &burst),
+                ("spread_visibility_timeout", &spread_visibility_timeout),
+                ("spread_in_process_wait_ms", &spread_in_process_wait_ms),
+                ("naive_visibility_timeout", &naive_visibility_timeout),
+                ("naive_in_process_wait_ms", &naive_in_process_wait_ms),
+                ("stub_tolerance_ms", &stub_tolerance_ms),
+                ("lambda_port", &lambda_port),
+                ("sqs_port", &sqs_port),
+                ("stub_port", &stub_port),
+            ])?;
+            write(&out, &v)
         }
         Command::Report {
             dir,
