@@ -29,7 +29,7 @@
 //!   keeps them: stdout and stderr go through the same filter, and the docs
 //!   name no exemption for EMF. The price is that under WARN or ERROR a
 //!   metric line reads as that level; a query for error lines leaves them out
-//!   with `not ispresent(_aws.Timestamp)`.
+//!   with ``not ispresent(`_aws.Timestamp`)`` (`docs/logging.md`).
 
 use crate::config::Var;
 use crate::message::Priority;
