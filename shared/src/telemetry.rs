@@ -18,9 +18,9 @@
 //! - every log line carries an RFC 3339 UTC `timestamp` and tracing's
 //!   `level` (`TRACE`..`ERROR`, the names Lambda reads);
 //! - `AWS_LAMBDA_LOG_LEVEL` (what Lambda sets from `ApplicationLogLevel`)
-//!   comes before `RUST_LOG`: it is the default level, and `RUST_LOG` can
-//!   only add per-target directives (`aws_smithy_runtime=warn`). Lines the
-//!   threshold would drop are not even formatted;
+//!   comes before `RUST_LOG`: it is the default level and a cap, and
+//!   `RUST_LOG` can only make targets quieter (`aws_smithy_runtime=error`).
+//!   Lines the threshold would drop are not even formatted;
 //! - EMF lines carry a `timestamp` and, as `level`, the least severe level
 //!   the threshold in force lets through, never below INFO (see
 //!   [`LambdaLevel::emf_level`]). Metrics are not logs: a line without a
@@ -240,8 +240,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogFilter {
 }
 
 /// The filter: `lambda_level` (from `AWS_LAMBDA_LOG_LEVEL`), when set, is
-/// the default level; `rust_log` gives the default otherwise, and its
-/// `target=level` directives apply either way. `rust_log` is `level` or
+/// the default level and caps every target; `rust_log` gives the default
+/// otherwise, and its `target=level` directives apply either way (under the
+/// cap). `rust_log` is `level` or
 /// `target=level` directives, comma separated (`info,shared=debug`), as
 /// `tracing_subscriber::filter::Targets` reads them; unset or unreadable
 /// means `info`. (EnvFilter's span and field directives would bring a regex
@@ -260,8 +261,14 @@ pub fn log_filter(
         // Rebuilt rather than `targets.with_default(..)`: replacing the
         // default in place would leave the filter's max-level hint at the
         // old, possibly more verbose, default.
+        // A directive may make its target quieter, never louder than what
+        // Lambda keeps: nothing is written for Lambda to drop.
         Some(level) => Targets::new()
-            .with_targets(targets)
+            .with_targets(
+                targets
+                    .into_iter()
+                    .map(|(target, l)| (target, l.min(level.filter()))),
+            )
             .with_default(level.filter()),
         None => targets,
     }
@@ -610,6 +617,11 @@ mod tests {
         assert!(!f.would_enable("consumer", &Level::INFO));
         assert!(f.would_enable("consumer", &Level::WARN));
         assert!(!f.would_enable("aws_smithy_runtime::client", &Level::WARN));
+
+        // A directive cannot ask for what Lambda would drop.
+        let f = log_filter(Some(LambdaLevel::Warn), Some("shared=debug"));
+        assert!(!f.would_enable("shared::store", &Level::INFO));
+        assert!(f.would_enable("shared::store", &Level::WARN));
 
         let f = log_filter(Some(LambdaLevel::Debug), Some("info"));
         assert!(f.would_enable("consumer", &Level::DEBUG));
