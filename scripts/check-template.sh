@@ -10,7 +10,9 @@
 #      architecture passes), the translation does;
 #   3. `sam validate --lint`, only if the SAM CLI is on PATH.
 #
-# Any cfn-lint error or warning fails the script. A check we decide to ignore
+# Any cfn-lint error or warning fails the script. (On the translation that
+# includes each function's LoggingConfig.ApplicationLogLevel: a parameter
+# value Lambda does not know, such as WARNING, is W1030.) A check we decide to ignore
 # goes into .cfnlintrc (ignore_checks) with the reason next to it.
 #
 # The assertions about what the template means (IAM, encryption, routes,

@@ -10,6 +10,12 @@ export VENV="${VENV:-$ROOT/.venv}"
 STACK_TOOLS=(-p onlyfans-stub -p sqs-trigger -p devctl)
 STACK_PACKAGES=(-p producer -p consumer "${STACK_TOOLS[@]}")
 
+# The functions' own settings are NOT given defaults here: scripts/stack.sh
+# passes every one that is set on to them (devctl config-vars), and an unset
+# one means the default in shared/src/config.rs, the one the README lists.
+# The few set below are needed by the scripts and tools themselves, and may
+# only hold the functions' default or a value the README's configuration
+# table names as the local one (tools/devctl/tests/config_vars.rs checks).
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export SQS_PORT="${SQS_PORT:-4566}"
 export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:$SQS_PORT}"
@@ -18,15 +24,9 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 export QUEUE_NAME="${QUEUE_NAME:-outbound-messages}"
-export RATE_LIMIT_PER_MINUTE="${RATE_LIMIT_PER_MINUTE:-10}"
-export RATE_LIMIT_BURST="${RATE_LIMIT_BURST:-10}"
-export RATE_LIMITER_ENABLED="${RATE_LIMITER_ENABLED:-true}"
-export RATE_LIMITER_ROLLOUT_PERCENT="${RATE_LIMITER_ROLLOUT_PERCENT:-100}"
 export STUB_PORT="${STUB_PORT:-8787}"
 export ONLYFANS_API_URL="${ONLYFANS_API_URL:-http://127.0.0.1:$STUB_PORT}"
-export ONLYFANS_API_TOKEN="${ONLYFANS_API_TOKEN:-local-dev-onlyfans-token}"
-export MAX_ATTEMPTS="${MAX_ATTEMPTS:-5}"
-export MAX_RECEIVE_COUNT="${MAX_RECEIVE_COUNT:-100}"
+# The benchmark signs its tokens with it (the functions' default).
 export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-local-dev-jwt-secret-change-me}"
 export LAMBDA_PORT="${LAMBDA_PORT:-9000}"
 export PRODUCER_URL="${PRODUCER_URL:-http://127.0.0.1:$LAMBDA_PORT/lambda-url/producer}"
@@ -34,13 +34,15 @@ export CONSUMER_INVOKE_URL="${CONSUMER_INVOKE_URL:-http://127.0.0.1:$LAMBDA_PORT
 # The local consumer's timeout is cargo lambda watch's; the queue hides a
 # received message 6x that long, as AWS advises for an event source mapping.
 export CONSUMER_TIMEOUT_SECS="${CONSUMER_TIMEOUT_SECS:-30}"
-export UPSTREAM_TIMEOUT_MS="${UPSTREAM_TIMEOUT_MS:-5000}"
+# The consumer reads its deadline from here (cargo lambda watch sends none).
+export FUNCTION_TIMEOUT_SECS="${FUNCTION_TIMEOUT_SECS:-$CONSUMER_TIMEOUT_SECS}"
 # The poller gives up on an invocation a little after cargo lambda watch would.
 export INVOKE_TIMEOUT_MS="${INVOKE_TIMEOUT_MS:-$(( (CONSUMER_TIMEOUT_SECS + 5) * 1000 ))}"
 export VISIBILITY_TIMEOUT="${VISIBILITY_TIMEOUT:-$((CONSUMER_TIMEOUT_SECS * 6))}"
 export BATCH_SIZE="${BATCH_SIZE:-10}"
 export BATCH_WINDOW_MS="${BATCH_WINDOW_MS:-0}"
 export MAX_CONCURRENCY="${MAX_CONCURRENCY:-2}"
+# EMF metric lines are noise on a terminal.
 export METRICS_DISABLED="${METRICS_DISABLED:-true}"
 export RUST_LOG="${RUST_LOG:-info}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

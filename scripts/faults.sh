@@ -30,7 +30,7 @@ FAULT_REDIS_PORT="${FAULT_REDIS_PORT:-6391}"
 export REDIS_URL="redis://127.0.0.1:$FAULT_REDIS_PORT"
 # Derived by env.sh from the ports above.
 unset AWS_ENDPOINT_URL_SQS ONLYFANS_API_URL PRODUCER_URL CONSUMER_INVOKE_URL \
-  INVOKE_TIMEOUT_MS QUEUE_URL DLQ_URL
+  INVOKE_TIMEOUT_MS QUEUE_URL DLQ_URL FUNCTION_TIMEOUT_SECS
 # Test settings: the test rate, four concurrent consumer invocations, three
 # attempts, a breaker that opens after 3 failures for 3 s, and short timeouts
 # so that every fault plays out in seconds. The consumer's deadline (10 s,

@@ -11,6 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 export PATH="$VENV/bin:$PATH"
 PIDS="$STACK_DIR/pids"
+DEVCTL="${DEVCTL:-$ROOT/target/debug/devctl}"
 LOGS="$STACK_DIR/logs"
 
 start() { # start NAME COMMAND... : own process group (setsid), PID recorded
@@ -37,6 +38,28 @@ stop_all() {
 }
 
 http_ok() { curl -s -o /dev/null -m 300 "$1"; }
+
+# The configuration the functions see (cargo lambda watch passes the file
+# on), on stdout: every variable they read (`devctl config-vars`: the list in
+# shared/src/config.rs and telemetry.rs) that is set here, whatever its name,
+# so any setting given to `make dev`/`make up`/`make test` reaches them and
+# an unset one means the functions' own default; then what only the stack
+# decides. (`stack.sh functions-env` prints it; tools/devctl/tests holds it
+# to the README.)
+functions_env() {
+  local names name
+  names=$("$DEVCTL" config-vars)
+  for name in $names; do
+    if [[ -n "${!name+set}" ]]; then printf '%s=%s\n' "$name" "${!name}"; fi
+  done
+  cat <<ENV
+AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS
+AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+LOCAL_MAX_CONCURRENCY=$MAX_CONCURRENCY
+ENV
+}
 
 up() {
   if [[ -f "$PIDS" ]]; then
@@ -68,40 +91,16 @@ up() {
   fi
 
   local urls
-  urls=$("$ROOT/target/debug/devctl" create-queues --name "$QUEUE_NAME" \
-    --visibility-timeout "$VISIBILITY_TIMEOUT" --max-receive-count "$MAX_RECEIVE_COUNT")
+  # The redrive maxReceiveCount is MAX_RECEIVE_COUNT, the consumer's own
+  # default when unset (devctl reads both).
+  urls=$("$DEVCTL" create-queues --name "$QUEUE_NAME" --visibility-timeout "$VISIBILITY_TIMEOUT")
   export QUEUE_URL="${QUEUE_URL:-$(sed -n 's/^QUEUE_URL=//p' <<<"$urls")}"
   export DLQ_URL="${DLQ_URL:-$(sed -n 's/^DLQ_URL=//p' <<<"$urls")}"
 
   STUB_ADDR="127.0.0.1:$STUB_PORT" start stub "$ROOT/target/debug/onlyfans-stub"
   wait_for 30 "the OnlyFans stub" port_open 127.0.0.1 "$STUB_PORT"
 
-  # Configuration the functions see (cargo lambda watch passes it on).
-  cat >"$STACK_DIR/functions.env" <<ENV
-REDIS_URL=$REDIS_URL
-QUEUE_URL=$QUEUE_URL
-DLQ_URL=$DLQ_URL
-AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS
-AWS_REGION=$AWS_REGION
-AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-RATE_LIMIT_PER_MINUTE=$RATE_LIMIT_PER_MINUTE
-RATE_LIMIT_BURST=$RATE_LIMIT_BURST
-RATE_LIMITER_ENABLED=$RATE_LIMITER_ENABLED
-RATE_LIMITER_ROLLOUT_PERCENT=$RATE_LIMITER_ROLLOUT_PERCENT
-ONLYFANS_API_URL=$ONLYFANS_API_URL
-ONLYFANS_API_TOKEN=$ONLYFANS_API_TOKEN
-MAX_ATTEMPTS=$MAX_ATTEMPTS
-MAX_RECEIVE_COUNT=$MAX_RECEIVE_COUNT
-UPSTREAM_TIMEOUT_MS=$UPSTREAM_TIMEOUT_MS
-FUNCTION_TIMEOUT_SECS=$CONSUMER_TIMEOUT_SECS
-LOCAL_MAX_CONCURRENCY=$MAX_CONCURRENCY
-DEFERRAL_STRATEGY=${DEFERRAL_STRATEGY:-spread}
-IN_PROCESS_WAIT_MS=${IN_PROCESS_WAIT_MS:-1500}
-AUTH_JWT_SECRET=$AUTH_JWT_SECRET
-METRICS_DISABLED=$METRICS_DISABLED
-RUST_LOG=$RUST_LOG
-ENV
+  functions_env >"$STACK_DIR/functions.env"
   # No `--timeout`: cargo lambda watch applies it to every route, the runtime
   # API's long poll for the next event included, so a function left idle that
   # long got a 408 without a request id, its runtime panicked, and watch never
@@ -119,7 +118,7 @@ ENV
 
   start poller "$ROOT/target/debug/sqs-trigger"
   # The local stand-in for the EventBridge schedule that replays the outbox.
-  start replay "$ROOT/target/debug/devctl" replay --every 5
+  start replay "$DEVCTL" replay --every 5
 
   cat >"$STACK_DIR/stack.env" <<ENV
 export QUEUE_URL=$QUEUE_URL
@@ -169,5 +168,6 @@ case "${1:-}" in
     wait
     ;;
   banner) banner ;;
-  *) echo "usage: $0 up|down|dev" >&2; exit 2 ;;
+  functions-env) functions_env ;;
+  *) echo "usage: $0 up|down|dev|functions-env" >&2; exit 2 ;;
 esac

@@ -4,6 +4,13 @@
 //! variable, instead of surfacing later as a confusing runtime error.
 //! Defaults are the contract's (`../shared/CONTRACT.md`), which suit the
 //! local stack; `template.yaml` sets the AWS values.
+//!
+//! [`VARS`] is the one list of what `Config` reads and of each default:
+//! `from_lookup` takes its defaults from it, a unit test checks that it reads
+//! exactly those names, `devctl config-vars` prints them for
+//! `scripts/stack.sh` (which passes every one that is set on to the
+//! functions), and `tools/devctl/tests/config_vars.rs` holds the README's
+//! configuration table and the stack to it.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -132,44 +139,110 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// One environment variable [`Config`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    pub name: &'static str,
+    /// What an unset or blank variable means, as the text it would hold;
+    /// `None`: it stays unset (optional, or derived from another).
+    pub default: Option<&'static str>,
+}
+
+const fn var(name: &'static str, default: &'static str) -> Var {
+    Var {
+        name,
+        default: Some(default),
+    }
+}
+
+const fn optional(name: &'static str) -> Var {
+    Var {
+        name,
+        default: None,
+    }
+}
+
+/// The local development defaults (dummy secrets that only the local stack uses).
+pub const LOCAL_JWT_SECRET: &str = "local-dev-jwt-secret-change-me";
+pub const LOCAL_ONLYFANS_TOKEN: &str = "local-dev-onlyfans-token";
+
+/// Every variable [`Config::from_env`] reads, with its default.
+pub const VARS: &[Var] = &[
+    var("REDIS_URL", "redis://127.0.0.1:6379"),
+    optional("REDIS_AUTH_SECRET_ARN"),
+    optional("QUEUE_URL"),
+    optional("DLQ_URL"),
+    var("RATE_LIMIT_PER_MINUTE", "10"),
+    var("RATE_LIMIT_BURST", "10"),
+    var("RATE_LIMIT_RESERVE_MEDIUM_PERCENT", "10"),
+    var("RATE_LIMIT_RESERVE_LOW_PERCENT", "20"),
+    var("LIMITER_CLOCK", "redis"),
+    var("RATE_LIMITER_ENABLED", "true"),
+    var("RATE_LIMITER_ROLLOUT_PERCENT", "100"),
+    var("ONLYFANS_API_URL", "http://127.0.0.1:8787"),
+    var("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN),
+    // When set, wins over ONLYFANS_API_TOKEN.
+    optional("ONLYFANS_API_TOKEN_SECRET_ARN"),
+    var("MAX_ATTEMPTS", "5"),
+    var("MAX_RECEIVE_COUNT", "100"),
+    var("AUTH_JWT_SECRET", LOCAL_JWT_SECRET),
+    var("AUTH_REQUIRE_AUTHORIZER", "false"),
+    var("STATUS_TTL_SECONDS", "604800"),
+    var("UPSTREAM_TIMEOUT_MS", "10000"),
+    var("UPSTREAM_CONNECT_TIMEOUT_MS", "2000"),
+    var("METRICS_NAMESPACE", "OutboundMessages"),
+    var("DEFERRAL_STRATEGY", "spread"),
+    var("IN_PROCESS_WAIT_MS", "1500"),
+    var("BREAKER_FAILURE_THRESHOLD", "5"),
+    var("BREAKER_OPEN_SECS", "30"),
+    var("FUNCTION_TIMEOUT_SECS", "30"),
+];
+
+/// The default [`VARS`] gives `name` (`None` for an optional variable, and
+/// for a name not in the list, which a unit test rules out).
+pub fn default_of(name: &str) -> Option<&'static str> {
+    VARS.iter().find(|v| v.name == name).and_then(|v| v.default)
+}
+
 struct Env<F>(F);
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The variable's value; unset or blank is `None`.
     fn get(&self, name: &'static str) -> Option<String> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn or(&self, name: &'static str, default: &str) -> String {
-        self.get(name).unwrap_or_else(|| default.to_owned())
+    /// The variable's value, or its default from [`VARS`].
+    fn value(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name)
+            .or_else(|| default_of(name).map(str::to_owned))
+            .ok_or(ConfigError::Missing { name })
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    fn parse<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ConfigError>
     where
         T::Err: fmt::Display,
     {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                reason: format!("{e} (got {v:?})"),
-            }),
-        }
+        let v = self.value(name)?;
+        v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: format!("{e} (got {v:?})"),
+        })
     }
 
-    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(default),
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-            Some(v) => Err(ConfigError::Invalid {
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.value(name)?.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            v => Err(ConfigError::Invalid {
                 name,
                 reason: format!("expected true or false (got {v:?})"),
             }),
         }
     }
 
-    fn percent(&self, name: &'static str, default: u8) -> Result<u8, ConfigError> {
-        let v: u8 = self.parse(name, default)?;
+    fn percent(&self, name: &'static str) -> Result<u8, ConfigError> {
+        let v: u8 = self.parse(name)?;
         if v > 100 {
             return Err(ConfigError::Invalid {
                 name,
@@ -180,10 +253,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
-/// The local development defaults (dummy secrets that only the local stack uses).
-pub const LOCAL_JWT_SECRET: &str = "local-dev-jwt-secret-change-me";
-pub const LOCAL_ONLYFANS_TOKEN: &str = "local-dev-onlyfans-token";
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -193,11 +262,7 @@ impl Config {
     /// Reads settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let clock = match env
-            .or("LIMITER_CLOCK", "redis")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let clock = match env.value("LIMITER_CLOCK")?.to_ascii_lowercase().as_str() {
             "redis" => LimiterClock::Redis,
             "client" => LimiterClock::Client,
             other => {
@@ -208,13 +273,13 @@ impl Config {
             }
         };
         let limiter = LimiterConfig {
-            per_minute: env.parse("RATE_LIMIT_PER_MINUTE", NonZeroU32::MIN.saturating_add(9))?,
-            burst: env.parse("RATE_LIMIT_BURST", NonZeroU32::MIN.saturating_add(9))?,
-            reserve_medium_percent: env.percent("RATE_LIMIT_RESERVE_MEDIUM_PERCENT", 10)?,
-            reserve_low_percent: env.percent("RATE_LIMIT_RESERVE_LOW_PERCENT", 20)?,
+            per_minute: env.parse("RATE_LIMIT_PER_MINUTE")?,
+            burst: env.parse("RATE_LIMIT_BURST")?,
+            reserve_medium_percent: env.percent("RATE_LIMIT_RESERVE_MEDIUM_PERCENT")?,
+            reserve_low_percent: env.percent("RATE_LIMIT_RESERVE_LOW_PERCENT")?,
             clock,
         };
-        let api_url = env.or("ONLYFANS_API_URL", "http://127.0.0.1:8787");
+        let api_url = env.value("ONLYFANS_API_URL")?;
         let onlyfans_api_url = url::Url::parse(&api_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -224,27 +289,25 @@ impl Config {
             })?;
         let onlyfans_token = match env.get("ONLYFANS_API_TOKEN_SECRET_ARN") {
             Some(arn) => TokenSource::SecretsManager(arn),
-            None => TokenSource::Plain(Secret::new(
-                env.or("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN),
-            )),
+            None => TokenSource::Plain(Secret::new(env.value("ONLYFANS_API_TOKEN")?)),
         };
-        let redis_url = env.or("REDIS_URL", "redis://127.0.0.1:6379");
+        let redis_url = env.value("REDIS_URL")?;
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
             return Err(ConfigError::Invalid {
                 name: "REDIS_URL",
                 reason: "expected redis:// or rediss://".into(),
             });
         }
-        let max_receive_count: u32 = env.parse("MAX_RECEIVE_COUNT", 100)?;
+        let max_receive_count: u32 = env.parse("MAX_RECEIVE_COUNT")?;
         if max_receive_count < 3 {
             return Err(ConfigError::Invalid {
                 name: "MAX_RECEIVE_COUNT",
                 reason: "must be at least 3 (deferrals count as receives)".into(),
             });
         }
-        let ms = |name, default| env.parse::<u64>(name, default).map(Duration::from_millis);
+        let ms = |name| env.parse::<u64>(name).map(Duration::from_millis);
         let deferral = match env
-            .or("DEFERRAL_STRATEGY", "spread")
+            .value("DEFERRAL_STRATEGY")?
             .to_ascii_lowercase()
             .as_str()
         {
@@ -263,25 +326,25 @@ impl Config {
             queue_url: env.get("QUEUE_URL"),
             dlq_url: env.get("DLQ_URL"),
             limiter,
-            enabled: env.bool("RATE_LIMITER_ENABLED", true)?,
-            rollout_percent: env.percent("RATE_LIMITER_ROLLOUT_PERCENT", 100)?,
+            enabled: env.bool("RATE_LIMITER_ENABLED")?,
+            rollout_percent: env.percent("RATE_LIMITER_ROLLOUT_PERCENT")?,
             onlyfans_api_url,
             onlyfans_token,
-            max_attempts: env.parse("MAX_ATTEMPTS", NonZeroU32::MIN.saturating_add(4))?,
+            max_attempts: env.parse("MAX_ATTEMPTS")?,
             max_receive_count,
-            auth_jwt_secret: Secret::new(env.or("AUTH_JWT_SECRET", LOCAL_JWT_SECRET)),
-            auth_require_authorizer: env.bool("AUTH_REQUIRE_AUTHORIZER", false)?,
-            status_ttl: Duration::from_secs(env.parse("STATUS_TTL_SECONDS", 7 * 24 * 3600)?),
-            upstream_timeout: ms("UPSTREAM_TIMEOUT_MS", 10_000)?,
-            upstream_connect_timeout: ms("UPSTREAM_CONNECT_TIMEOUT_MS", 2_000)?,
-            metrics_namespace: env.or("METRICS_NAMESPACE", "OutboundMessages"),
+            auth_jwt_secret: Secret::new(env.value("AUTH_JWT_SECRET")?),
+            auth_require_authorizer: env.bool("AUTH_REQUIRE_AUTHORIZER")?,
+            status_ttl: Duration::from_secs(env.parse("STATUS_TTL_SECONDS")?),
+            upstream_timeout: ms("UPSTREAM_TIMEOUT_MS")?,
+            upstream_connect_timeout: ms("UPSTREAM_CONNECT_TIMEOUT_MS")?,
+            metrics_namespace: env.value("METRICS_NAMESPACE")?,
             deferral,
-            in_process_wait: ms("IN_PROCESS_WAIT_MS", 1500)?,
+            in_process_wait: ms("IN_PROCESS_WAIT_MS")?,
             breaker: crate::breaker::BreakerConfig {
-                failure_threshold: env.parse("BREAKER_FAILURE_THRESHOLD", 5)?,
-                open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS", 30)?),
+                failure_threshold: env.parse("BREAKER_FAILURE_THRESHOLD")?,
+                open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS")?),
             },
-            function_timeout: Duration::from_secs(env.parse("FUNCTION_TIMEOUT_SECS", 30)?),
+            function_timeout: Duration::from_secs(env.parse("FUNCTION_TIMEOUT_SECS")?),
         })
     }
 
@@ -326,6 +389,43 @@ mod tests {
         assert_eq!(c.limiter.clock, LimiterClock::Redis);
         assert_eq!(c.status_ttl, Duration::from_secs(604_800));
         assert!(matches!(c.onlyfans_token, TokenSource::Plain(_)));
+    }
+
+    /// `VARS` is the list of what `Config` reads: every name read is in it,
+    /// every name in it is read (both sides of the token's branch), once.
+    #[test]
+    fn config_reads_exactly_the_listed_variables() {
+        let read = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let lookup = |with_arn: bool| {
+            let read = &read;
+            move |name: &str| {
+                read.lock().unwrap().insert(name.to_owned());
+                (with_arn && name == "ONLYFANS_API_TOKEN_SECRET_ARN").then(|| "arn:x".to_owned())
+            }
+        };
+        Config::from_lookup(lookup(false)).unwrap();
+        Config::from_lookup(lookup(true)).unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            VARS.iter().map(|v| v.name.to_owned()).collect();
+        assert_eq!(listed.len(), VARS.len(), "a name is listed twice");
+        assert_eq!(*read.lock().unwrap(), listed);
+    }
+
+    #[test]
+    fn a_listed_default_is_what_an_unset_variable_means() {
+        assert_eq!(default_of("STATUS_TTL_SECONDS"), Some("604800"));
+        assert_eq!(default_of("QUEUE_URL"), None);
+        // Setting each variable to its listed default changes nothing.
+        let explicit: Vec<(&str, &str)> = VARS
+            .iter()
+            .filter_map(|v| v.default.map(|d| (v.name, d)))
+            .collect();
+        let (a, b) = (cfg(&explicit).unwrap(), cfg(&[]).unwrap());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.auth_jwt_secret, b.auth_jwt_secret);
+        assert_eq!(a.onlyfans_token, b.onlyfans_token);
+        assert_eq!(b.upstream_timeout, Duration::from_secs(10));
+        assert_eq!(b.breaker.failure_threshold, 5);
     }
 
     #[test]

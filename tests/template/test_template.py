@@ -48,8 +48,11 @@ ENV_VARS = {
     "LIMITER_CLOCK",
     "STATUS_TTL_SECONDS",
     "METRICS_NAMESPACE",
-    "RUST_LOG",
 }
+
+# Lambda's application log levels, least severe first (what
+# LoggingConfig.ApplicationLogLevel accepts and AWS_LAMBDA_LOG_LEVEL carries).
+LAMBDA_LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 
 ROUTES = {
     ("/v1/messages", "post"),
@@ -268,6 +271,27 @@ def test_functions_get_every_configuration_variable(cfn, function):
     sub = redis_url.get("Fn::Sub") if isinstance(redis_url, dict) else redis_url
     assert isinstance(sub, str) and sub.startswith("rediss://"), "Redis must be reached over TLS"
     assert "RedisReplicationGroup.PrimaryEndPoint.Address" in sub
+
+
+def test_application_log_level_is_a_parameter_of_lambdas_levels_default_info(raw):
+    param = raw["Parameters"].get("ApplicationLogLevel")
+    assert param is not None, "operators choose the log level without editing the template"
+    assert param.get("Type") == "String"
+    assert param.get("AllowedValues") == LAMBDA_LOG_LEVELS
+    assert param.get("Default") == "INFO"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_filter_json_logs_at_the_application_log_level(cfn, function):
+    logging_config = props(cfn, function).get("LoggingConfig", {})
+    # Log-level filtering needs the JSON log format; the functions write
+    # JSON lines with `level` and an RFC 3339 `timestamp` for it.
+    assert logging_config.get("LogFormat") == "JSON"
+    assert ref_target(logging_config.get("ApplicationLogLevel")) == "ApplicationLogLevel"
+    variables = props(cfn, function).get("Environment", {}).get("Variables", {})
+    # RUST_LOG would only look like it sets the level: AWS_LAMBDA_LOG_LEVEL
+    # (from ApplicationLogLevel) comes first.
+    assert "RUST_LOG" not in variables
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

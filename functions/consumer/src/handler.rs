@@ -37,8 +37,30 @@ fn group_key(record: &SqsMessage, index: usize) -> String {
         .unwrap_or_else(|| format!("#unreadable-{index}"))
 }
 
-/// Handles one batch. `invocation_id` makes claim owners unique.
+/// Handles one batch. `invocation_id` (the Lambda request id) makes claim
+/// owners unique and is on every log line of the invocation as
+/// `span.requestId`: the `invocation` span carries it, and each record's
+/// `message` span repeats it, since a line shows only its innermost span's
+/// fields. (`requestId` is the name `lambda_runtime`'s own per-invocation
+/// span uses, which is all the producer's lines need: one query finds an
+/// invocation's lines in either function.)
 pub async fn handle<S, Q, U, L>(
+    deps: &Deps<S, Q, U, L>,
+    event: SqsEvent,
+    invocation_id: &str,
+    deadline: Instant,
+) -> SqsBatchResponse
+where
+    S: StatusStore + ClaimStore,
+    Q: Redeliver,
+    U: Upstream,
+    L: Limiter,
+{
+    let span = tracing::info_span!("invocation", requestId = invocation_id);
+    tracing::Instrument::instrument(handle_batch(deps, event, invocation_id, deadline), span).await
+}
+
+async fn handle_batch<S, Q, U, L>(
     deps: &Deps<S, Q, U, L>,
     event: SqsEvent,
     invocation_id: &str,
@@ -69,7 +91,7 @@ where
                 out.push((r.message_id.clone(), Disposition::Retry));
                 continue;
             }
-            let env = Envelope::from_record(r, deadline);
+            let env = Envelope::from_record(r, invocation_id, deadline);
             let owner = format!("{invocation_id}:{}", env.sqs_id);
             let d = deps.process(env, &owner).await;
             out.push((r.message_id.clone(), d));

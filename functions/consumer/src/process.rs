@@ -109,6 +109,9 @@ pub struct Deps<S, Q, U, L> {
 
 /// What is known about a record before its body is trusted.
 pub struct Envelope<'a> {
+    /// The Lambda request id of the invocation the record came in: on every
+    /// log line about the record, with the message's own ids.
+    pub request_id: &'a str,
     pub sqs_id: &'a str,
     pub receipt_handle: Option<&'a str>,
     pub body: &'a str,
@@ -119,8 +122,9 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    pub fn from_record(record: &'a SqsMessage, deadline: Instant) -> Self {
+    pub fn from_record(record: &'a SqsMessage, request_id: &'a str, deadline: Instant) -> Self {
         Self {
+            request_id,
             sqs_id: record.message_id.as_deref().unwrap_or(""),
             receipt_handle: record.receipt_handle.as_deref(),
             body: record.body.as_deref().unwrap_or(""),
@@ -191,7 +195,10 @@ where
             Err(reason) => return self.poison(&env, &reason.to_string()).await,
         };
         // The producer's trace context travels in a message attribute; the
-        // span carries it so one request can be followed into delivery.
+        // span carries it so one request can be followed into delivery. The
+        // log lines show only the innermost span's fields, so this span
+        // repeats the invocation's request id (named as
+        // lambda_runtime's own span names it).
         let traceparent = env
             .attributes
             .get(attr::TRACEPARENT)
@@ -199,6 +206,7 @@ where
             .unwrap_or_default();
         let span = tracing::info_span!(
             "message",
+            requestId = env.request_id,
             message_id = %msg.message_id,
             account_id = %msg.account_id,
             sqs_message_id = env.sqs_id,

@@ -34,9 +34,15 @@ enum Command {
         name: String,
         #[arg(long, env = "VISIBILITY_TIMEOUT", default_value_t = 60)]
         visibility_timeout: u32,
-        #[arg(long, env = "MAX_RECEIVE_COUNT", default_value_t = 100)]
-        max_receive_count: u32,
+        /// The redrive maxReceiveCount [default: the functions' own
+        /// MAX_RECEIVE_COUNT default, so both agree when it is unset].
+        #[arg(long, env = "MAX_RECEIVE_COUNT")]
+        max_receive_count: Option<u32>,
     },
+    /// Prints the names of every environment variable the functions read
+    /// for their configuration, one per line (shared::config::VARS and
+    /// shared::telemetry::VARS): what scripts/stack.sh passes on to them.
+    ConfigVars,
     /// Moves the producer's outbox (messages accepted while SQS was down) to
     /// the main queue, in order. With --every, keeps doing so until stopped.
     Replay {
@@ -69,6 +75,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::ConfigVars => {
+            for var in shared::config::VARS.iter().chain(shared::telemetry::VARS) {
+                println!("{}", var.name);
+            }
+        }
         Command::Token {
             account,
             ttl,
@@ -84,6 +95,10 @@ async fn main() -> Result<()> {
             visibility_timeout,
             max_receive_count,
         } => {
+            let max_receive_count = match max_receive_count {
+                Some(n) => n,
+                None => shared::config::Config::from_lookup(|_| None)?.max_receive_count,
+            };
             let sqs = client().await;
             let dlq = sqs
                 .create_queue()
