@@ -87,32 +87,10 @@ recorded_pid() { # recorded_pid NAME: the PID stack.sh recorded for NAME
   awk -v n="$1" '$1 == n { p = $2 } END { if (p) print p; else exit 1 }' "$STACK_DIR/pids"
 }
 
-# How each process was started, recorded once by `up` while every process is
-# the one stack.sh has just started: command line, environment, directory
-# (NUL-separated, as the kernel keeps them). `start` runs exactly that, so a
-# process can be started again whatever became of it in between.
-# (stack.sh's start() knows the command line itself; were it to write these
-# files, this would not need /proc at all.)
+# How each process was started: stack.sh's start() records its command
+# line, environment and directory in $STACK_DIR/restart/NAME as it starts
+# it; `start` runs exactly that, whatever became of the process since.
 RECORDED="$STACK_DIR/restart"
-
-record_commands() {
-  local name pid keep program
-  while read -r name pid; do
-    keep="$RECORDED/$name"
-    [[ -r "/proc/$pid/cmdline" ]] || { log "$name (pid $pid) is gone: not recorded"; continue; }
-    mkdir -p "$keep"
-    # A process started a moment ago may still be the shell or setsid that
-    # is about to exec it: wait until it is the program itself.
-    for _ in $(seq 1 50); do
-      program=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
-      [[ "${program##*/}" == setsid || "${program##*/}" == bash ]] || break
-      sleep 0.1
-    done
-    cp "/proc/$pid/cmdline" "$keep/cmdline"
-    cp "/proc/$pid/environ" "$keep/environ"
-    readlink "/proc/$pid/cwd" >"$keep/cwd"
-  done <"$STACK_DIR/pids"
-}
 
 proc_stop() { # proc_stop NAME: stop its process group
   local name=$1 pid
@@ -179,7 +157,6 @@ up() {
   rm -rf "$REDIS_DIR"
   redis_start
   "$HERE/stack.sh" up || { redis_stop; return 1; }
-  record_commands
 }
 
 case "${1:-}" in

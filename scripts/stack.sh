@@ -16,7 +16,13 @@ LOGS="$STACK_DIR/logs"
 
 start() { # start NAME COMMAND... : own process group (setsid), PID recorded
   local name=$1; shift
-  mkdir -p "$LOGS"
+  local keep="$STACK_DIR/restart/$name"
+  mkdir -p "$LOGS" "$keep"
+  # How it was started (command line, environment, directory; NUL-separated),
+  # so `scripts/faults.sh start NAME` can start it again exactly so.
+  printf '%s\0' "$@" >"$keep/cmdline"
+  env -0 >"$keep/environ"
+  pwd >"$keep/cwd"
   setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
   echo "$name $!" >>"$PIDS"
   log "started $name (pid $!, log ${LOGS#$ROOT/}/$name.log)"
