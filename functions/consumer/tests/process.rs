@@ -45,7 +45,7 @@ async fn poison_goes_to_the_dlq_and_its_neighbours_are_delivered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, "{nope");
     assert!(dead[0].1.contains("not valid JSON"));
-    assert_eq!(d.upstream.calls.lock().unwrap().len(), 2);
+    assert_eq!(d.upstream.call_count(), 2);
 }
 
 #[tokio::test]
@@ -65,14 +65,10 @@ async fn an_unknown_schema_version_is_poison() {
 async fn throttled_messages_are_deferred_not_failed() {
     let d = deps();
     let id = MessageId::new();
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Throttled {
-            wait: Duration::from_millis(4200),
-            tokens: 0.0,
-        }));
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_millis(4200),
+        tokens: 0.0,
+    });
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert_eq!(
         d.queue.deferred.lock().unwrap()[0],
@@ -88,14 +84,10 @@ async fn throttled_messages_are_deferred_not_failed() {
 async fn the_naive_baseline_only_reports_a_failure() {
     let mut d = deps();
     d.settings.deferral = shared::config::DeferralStrategy::Naive;
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Throttled {
-            wait: Duration::from_secs(4),
-            tokens: 0.0,
-        }));
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_secs(4),
+        tokens: 0.0,
+    });
     assert_eq!(
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
@@ -109,14 +101,10 @@ async fn the_naive_baseline_only_reports_a_failure() {
 #[tokio::test]
 async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
     let d = deps();
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Throttled {
-            wait: Duration::from_secs(3600),
-            tokens: 0.0,
-        }));
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_secs(3600),
+        tokens: 0.0,
+    });
     assert!(
         run(&d, vec![record("s1", &body(MessageId::new()), 98)])
             .await
@@ -131,13 +119,9 @@ async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
 async fn a_429_pauses_the_account_and_costs_no_attempt() {
     let d = deps();
     let id = MessageId::new();
-    d.upstream
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Outcome::RateLimited {
-            retry_after: Duration::from_secs(7),
-        });
+    d.upstream.then(Outcome::RateLimited {
+        retry_after: Duration::from_secs(7),
+    });
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert_eq!(
         d.limiter.paused.lock().unwrap().clone(),
@@ -156,13 +140,9 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
     let d = deps();
     let id = MessageId::new();
     for _ in 0..3 {
-        d.upstream
-            .script
-            .lock()
-            .unwrap()
-            .push_back(Outcome::Transient {
-                reason: "upstream answered 503".into(),
-            });
+        d.upstream.then(Outcome::Transient {
+            reason: "upstream answered 503".into(),
+        });
     }
     for attempt in 1..=2 {
         assert_eq!(
@@ -188,20 +168,16 @@ async fn transient_failures_back_off_then_die_in_the_dlq() {
 async fn an_open_upstream_circuit_defers_without_calling() {
     let d = deps();
     for _ in 0..3 {
-        d.upstream
-            .script
-            .lock()
-            .unwrap()
-            .push_back(Outcome::Transient {
-                reason: "upstream answered 503".into(),
-            });
+        d.upstream.then(Outcome::Transient {
+            reason: "upstream answered 503".into(),
+        });
     }
     let ids: Vec<_> = (0..4)
         .map(|i| record(&format!("s{i}"), &body(MessageId::new()), 1))
         .collect();
     assert_eq!(run(&d, ids).await.len(), 4);
     assert_eq!(
-        d.upstream.calls.lock().unwrap().len(),
+        d.upstream.call_count(),
         3,
         "the fourth waits for the circuit"
     );
@@ -220,14 +196,10 @@ async fn an_open_upstream_circuit_defers_without_calling() {
 async fn a_permanent_4xx_fails_with_the_upstream_reason() {
     let d = deps();
     let id = MessageId::new();
-    d.upstream
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Outcome::Permanent {
-            status: 403,
-            reason: "upstream answered 403: blocked".into(),
-        });
+    d.upstream.then(Outcome::Permanent {
+        status: 403,
+        reason: "upstream answered 403: blocked".into(),
+    });
     assert!(run(&d, vec![record("s1", &body(id), 1)]).await.is_empty());
     let r = status(&d, id).await;
     assert_eq!(r.status, Status::Failed);
@@ -241,13 +213,9 @@ async fn a_permanent_4xx_fails_with_the_upstream_reason() {
 #[tokio::test]
 async fn a_401_refreshes_the_token_and_retries() {
     let d = deps();
-    d.upstream
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Outcome::Unauthorized {
-            reason: "upstream answered 401".into(),
-        });
+    d.upstream.then(Outcome::Unauthorized {
+        reason: "upstream answered 401".into(),
+    });
     assert_eq!(
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
@@ -261,7 +229,7 @@ async fn an_already_sent_message_is_not_sent_again() {
     let id = MessageId::new();
     assert!(run(&d, vec![record("s1", &body(id), 1)]).await.is_empty());
     assert!(run(&d, vec![record("s1", &body(id), 2)]).await.is_empty());
-    assert_eq!(d.upstream.calls.lock().unwrap().len(), 1);
+    assert_eq!(d.upstream.call_count(), 1);
 }
 
 #[tokio::test]
@@ -299,7 +267,7 @@ async fn redis_down_fails_closed() {
     );
     assert!(d.upstream.calls.lock().unwrap().is_empty());
     let d = deps();
-    d.limiter.script.lock().unwrap().push_back(Err(()));
+    d.limiter.then_unavailable();
     assert_eq!(
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
@@ -315,14 +283,10 @@ async fn a_record_without_an_id_never_fails_the_batch() {
     let d = deps();
     let mut r = record("", "{nope", 1);
     r.message_id = None;
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Throttled {
-            wait: Duration::from_secs(1),
-            tokens: 0.0,
-        }));
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_secs(1),
+        tokens: 0.0,
+    });
     let mut r2 = record("", &body(MessageId::new()), 1);
     r2.message_id = None;
     let failures = run(&d, vec![r, r2, record("s3", &body(MessageId::new()), 1)]).await;
@@ -347,7 +311,7 @@ async fn the_sample_events_are_handled() {
         let n = ev.records.len();
         let failures = run(&d, ev.records).await;
         assert!(failures.is_empty(), "{name}: {failures:?}");
-        let sent = d.upstream.calls.lock().unwrap().len();
+        let sent = d.upstream.call_count();
         let dead = d.queue.dead_letters().len();
         assert_eq!(sent + dead, n, "{name}");
         if name == "mixed" {
@@ -363,7 +327,7 @@ async fn a_sent_status_is_written_even_if_redis_fails_for_a_moment() {
     let id = MessageId::new();
     let failed = run(&d, vec![record("s1", &body(id), 1)]).await;
     assert!(failed.is_empty(), "sent: the record is deleted");
-    assert_eq!(d.upstream.calls.lock().unwrap().len(), 1);
+    assert_eq!(d.upstream.call_count(), 1);
     let r = status(&d, id).await;
     assert_eq!(r.status, Status::Sent, "{r:?}");
     assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
@@ -395,7 +359,7 @@ async fn a_sent_status_redis_cannot_take_is_recorded_by_a_copy() {
         .insert(shared::queue::attr::SENT_RECORD.into(), a);
     let failed = run(&d, vec![copy]).await;
     assert!(failed.is_empty());
-    assert_eq!(d.upstream.calls.lock().unwrap().len(), 1, "not sent again");
+    assert_eq!(d.upstream.call_count(), 1, "not sent again");
     let r = status(&d, id).await;
     assert_eq!(r.status, Status::Sent, "{r:?}");
     assert_eq!(r.upstream_message_id.as_deref(), Some("ofm_1"));
@@ -406,13 +370,9 @@ async fn a_sent_status_redis_cannot_take_is_recorded_by_a_copy() {
 /// pass (virtual time): the next call is the half-open probe.
 async fn open_then_half_open(d: &TestDeps) {
     for _ in 0..3 {
-        d.upstream
-            .script
-            .lock()
-            .unwrap()
-            .push_back(Outcome::Transient {
-                reason: "upstream answered 503".into(),
-            });
+        d.upstream.then(Outcome::Transient {
+            reason: "upstream answered 503".into(),
+        });
     }
     let records: Vec<_> = (0..3)
         .map(|i| record(&format!("o{i}"), &body(MessageId::new()), 1))
@@ -425,7 +385,7 @@ async fn open_then_half_open(d: &TestDeps) {
 
 /// A healthy message after the probe's holder went its own way is sent.
 async fn a_healthy_message_is_sent(d: &TestDeps) {
-    let calls = d.upstream.calls.lock().unwrap().len();
+    let calls = d.upstream.call_count();
     let id = MessageId::new();
     assert!(
         run(d, vec![record("healthy", &body(id), 1)])
@@ -433,7 +393,7 @@ async fn a_healthy_message_is_sent(d: &TestDeps) {
             .is_empty(),
         "the breaker let the healthy message through"
     );
-    assert_eq!(d.upstream.calls.lock().unwrap().len(), calls + 1);
+    assert_eq!(d.upstream.call_count(), calls + 1);
     assert_eq!(status(d, id).await.status, Status::Sent);
 }
 
@@ -441,14 +401,10 @@ async fn a_healthy_message_is_sent(d: &TestDeps) {
 async fn a_throttled_message_after_an_outage_never_stalls_the_breaker() {
     let d = deps();
     open_then_half_open(&d).await;
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Throttled {
-            wait: Duration::from_secs(6),
-            tokens: 0.0,
-        }));
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_secs(6),
+        tokens: 0.0,
+    });
     assert_eq!(
         run(&d, vec![record("t", &body(MessageId::new()), 1)]).await,
         vec!["t"]
@@ -460,13 +416,9 @@ async fn a_throttled_message_after_an_outage_never_stalls_the_breaker() {
 async fn a_paused_accounts_message_after_an_outage_never_stalls_the_breaker() {
     let d = deps();
     open_then_half_open(&d).await;
-    d.limiter
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Ok(Decision::Paused {
-            wait: Duration::from_secs(600),
-        }));
+    d.limiter.then(Decision::Paused {
+        wait: Duration::from_secs(600),
+    });
     assert_eq!(
         run(&d, vec![record("p", &body(MessageId::new()), 1)]).await,
         vec!["p"]
@@ -478,7 +430,7 @@ async fn a_paused_accounts_message_after_an_outage_never_stalls_the_breaker() {
 async fn a_limiter_error_after_an_outage_never_stalls_the_breaker() {
     let d = deps();
     open_then_half_open(&d).await;
-    d.limiter.script.lock().unwrap().push_back(Err(()));
+    d.limiter.then_unavailable();
     assert_eq!(
         run(&d, vec![record("e", &body(MessageId::new()), 1)]).await,
         vec!["e"]
@@ -490,13 +442,9 @@ async fn a_limiter_error_after_an_outage_never_stalls_the_breaker() {
 async fn a_401_probe_gives_the_probe_back() {
     let d = deps();
     open_then_half_open(&d).await;
-    d.upstream
-        .script
-        .lock()
-        .unwrap()
-        .push_back(Outcome::Unauthorized {
-            reason: "upstream answered 401".into(),
-        });
+    d.upstream.then(Outcome::Unauthorized {
+        reason: "upstream answered 401".into(),
+    });
     assert_eq!(
         run(&d, vec![record("u", &body(MessageId::new()), 1)]).await,
         vec!["u"]
