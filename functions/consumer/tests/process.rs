@@ -452,3 +452,60 @@ async fn a_401_probe_gives_the_probe_back() {
     assert_eq!(d.upstream.refresh_count(), 1, "the probe was made");
     a_healthy_message_is_sent(&d).await;
 }
+
+/// The claim is released on every path out of a delivery, not only the
+/// happy one: throttled, paused, limiter down, 429, transient, 401,
+/// permanent, and the circuit open.
+#[tokio::test]
+async fn the_claim_is_released_on_every_path() {
+    let throttled = Decision::Throttled {
+        wait: Duration::from_secs(9),
+        tokens: 0.0,
+    };
+    let paused = Decision::Paused {
+        wait: Duration::from_secs(9),
+    };
+    let answers = [
+        Outcome::RateLimited {
+            retry_after: Duration::from_secs(5),
+        },
+        Outcome::Transient {
+            reason: "503".into(),
+        },
+        Outcome::Unauthorized {
+            reason: "401".into(),
+        },
+        Outcome::Permanent {
+            status: 403,
+            reason: "blocked".into(),
+        },
+    ];
+    let d = deps();
+    d.limiter.then(throttled).then(paused).then_unavailable();
+    for answer in answers {
+        d.upstream.then(answer);
+    }
+    for i in 0..7 {
+        let id = MessageId::new();
+        run(&d, vec![record(&format!("s{i}"), &body(id), 1)]).await;
+        assert_eq!(d.store.claims_held(), 0, "path {i} kept its claim");
+    }
+    assert_eq!(
+        d.upstream.call_count(),
+        4,
+        "four paths reached the upstream"
+    );
+    // Three transient failures open the circuit: that path releases too.
+    let d = deps();
+    for _ in 0..3 {
+        d.upstream.then(Outcome::Transient {
+            reason: "503".into(),
+        });
+    }
+    let records: Vec<_> = (0..4)
+        .map(|i| record(&format!("o{i}"), &body(MessageId::new()), 1))
+        .collect();
+    run(&d, records).await;
+    assert!(d.breaker.is_open());
+    assert_eq!(d.store.claims_held(), 0);
+}
