@@ -404,22 +404,7 @@ where
                 attempts,
                 status,
                 reason,
-            } => {
-                let change = Transition {
-                    attempts: Some(attempts),
-                    last_error: Some(reason.clone()),
-                    ..Transition::default()
-                };
-                if let Err(e) = self.set_status(msg, Status::Failed, change).await {
-                    error!(error = %e, "failed, but the status record could not be updated");
-                }
-                self.metrics.count(Metric::MessagesFailed, msg.priority);
-                warn!(
-                    upstream_status = status,
-                    reason, "permanently refused by the upstream"
-                );
-                Disposition::Done
-            }
+            } => self.failed(msg, attempts, status, reason).await,
             Plan::Retry {
                 attempts,
                 wait,
@@ -445,6 +430,30 @@ where
             }
             Plan::Dead { attempts, reason } => self.dead(env, msg, attempts, &reason).await,
         }
+    }
+
+    /// A permanent 4xx: `failed` with the upstream's reason, never retried.
+    async fn failed(
+        &self,
+        msg: &QueueMessage,
+        attempts: u32,
+        status: u16,
+        reason: String,
+    ) -> Disposition {
+        let change = Transition {
+            attempts: Some(attempts),
+            last_error: Some(reason.clone()),
+            ..Transition::default()
+        };
+        if let Err(e) = self.set_status(msg, Status::Failed, change).await {
+            error!(error = %e, "failed, but the status record could not be updated");
+        }
+        self.metrics.count(Metric::MessagesFailed, msg.priority);
+        warn!(
+            upstream_status = status,
+            reason, "permanently refused by the upstream"
+        );
+        Disposition::Done
     }
 
     async fn sent(
