@@ -222,7 +222,7 @@ fn app() -> FuzzApp {
         store,
         queue: Queue::default(),
         buckets: Buckets,
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,

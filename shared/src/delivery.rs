@@ -6,7 +6,6 @@
 
 use crate::config::Secret;
 use crate::message::QueueMessage;
-use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
@@ -95,13 +94,15 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Outcome {
 }
 
 /// Exponential backoff with full jitter for transient failures, by attempt
-/// number (1-based): up to 2 s, 4 s, 8 s ... capped at 5 minutes.
-pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
+/// number (1-based): up to 2 s, 4 s, 8 s ... capped at 5 minutes. The jitter
+/// only spreads retries apart, so a fast non-cryptographic generator is
+/// enough (`fastrand::Rng::new()` in production, a seeded one in tests).
+pub fn backoff(attempt: u32, rng: &mut fastrand::Rng) -> Duration {
     let cap = Duration::from_secs(300);
     let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let ceiling = base.min(cap).as_millis() as u64;
     // Full jitter, but never less than one second (SQS visibility is whole seconds).
-    Duration::from_millis(rng.random_range(1000..=ceiling.max(1000)))
+    Duration::from_millis(rng.u64(1000..=ceiling.max(1000)))
 }
 
 /// Fetches the API token (from Secrets Manager in AWS). Called at cold start
@@ -309,7 +310,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let mut rng = rand::rng();
+        let mut rng = fastrand::Rng::with_seed(7);
         for attempt in 1..40 {
             let b = backoff(attempt, &mut rng);
             assert!(
@@ -319,5 +320,19 @@ mod tests {
         }
         let max1 = (0..200).map(|_| backoff(1, &mut rng)).max().unwrap();
         assert!(max1 <= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_over_the_whole_window() {
+        // Full jitter: waits cover [1 s, ceiling], not a fixed point. Attempt
+        // 3's ceiling is 8 s; attempt 10's is the 5-minute cap.
+        let mut rng = fastrand::Rng::with_seed(11);
+        let third: Vec<Duration> = (0..500).map(|_| backoff(3, &mut rng)).collect();
+        assert!(third.iter().all(|w| *w <= Duration::from_secs(8)));
+        assert!(third.iter().any(|w| *w < Duration::from_secs(2)));
+        assert!(third.iter().any(|w| *w > Duration::from_secs(7)));
+        let tenth: Vec<Duration> = (0..500).map(|_| backoff(10, &mut rng)).collect();
+        assert!(tenth.iter().any(|w| *w < Duration::from_secs(30)));
+        assert!(tenth.iter().any(|w| *w > Duration::from_secs(270)));
     }
 }

@@ -384,7 +384,7 @@ impl<S: Store, Q: Queue, U: Upstream, L: Limiter> Deps<S, Q, U, L> {
                 if attempts >= s.max_attempts {
                     return self.dead(env, msg, attempts, &reason).await;
                 }
-                let wait = backoff(attempts, &mut rand::rng());
+                let wait = backoff(attempts, &mut fastrand::Rng::new());
                 warn!(
                     attempts,
                     reason,

@@ -40,7 +40,7 @@ async fn main() -> Result<(), Error> {
             breaker: Breaker::new(config.breaker),
         },
         buckets: RedisLimiter::new(redis, config.limiter),
-        verifier: Verifier::new(config.auth_jwt_secret.expose()),
+        verifier: Verifier::new(config.auth_jwt_secret.expose())?,
         settings: Settings::from_config(&config),
         metrics: Metrics::new(config.metrics_namespace.clone(), "producer"),
     };

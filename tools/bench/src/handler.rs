@@ -190,7 +190,7 @@ fn app() -> BenchApp {
         },
         queue: MemQueue::default(),
         buckets: MemBuckets,
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,

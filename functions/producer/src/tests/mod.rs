@@ -40,7 +40,7 @@ fn app_with(settings: Settings) -> TestApp {
         store: FakeStore::default(),
         queue: FakeQueue::default(),
         buckets: FakeBuckets::default(),
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings,
         metrics: Metrics::disabled("Test", "producer"),
     }
