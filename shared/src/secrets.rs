@@ -12,7 +12,8 @@ pub struct SecretError {
     message: String,
 }
 
-/// Reads one secret; holds its own client, built once.
+/// Reads one secret, through a client built at cold start from the function's
+/// shared SDK configuration.
 #[derive(Clone, Debug)]
 pub struct SecretReader {
     client: aws_sdk_secretsmanager::Client,
@@ -20,10 +21,9 @@ pub struct SecretReader {
 }
 
 impl SecretReader {
-    pub async fn new(arn: impl Into<String>) -> Self {
-        let config = crate::tls::sdk_config_loader().load().await;
+    pub fn new(config: &aws_config::SdkConfig, arn: impl Into<String>) -> Self {
         Self {
-            client: aws_sdk_secretsmanager::Client::new(&config),
+            client: aws_sdk_secretsmanager::Client::new(config),
             arn: arn.into(),
         }
     }

@@ -33,9 +33,12 @@ fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
+    // Loaded once: the SQS and Secrets Manager clients share it (and its
+    // HTTP connection pool).
+    let aws = shared::tls::sdk_config().await;
     let redis_url = match &config.redis_auth_secret_arn {
         Some(arn) => {
-            let password = SecretReader::new(arn.as_str()).await.read().await?;
+            let password = SecretReader::new(&aws, arn.as_str()).read().await?;
             shared::secrets::redis_url_with_password(config.redis_url.expose(), password.expose())?
         }
         None => config.redis_url.expose().to_owned(),
@@ -44,7 +47,7 @@ async fn run() -> Result<(), Error> {
     let (token, secrets) = match &config.onlyfans_token {
         TokenSource::Plain(t) => (t.clone(), None),
         TokenSource::SecretsManager(arn) => {
-            let reader = SecretReader::new(arn.as_str()).await;
+            let reader = SecretReader::new(&aws, arn.as_str());
             (reader.read().await?, Some(reader))
         }
     };
@@ -55,7 +58,7 @@ async fn run() -> Result<(), Error> {
         config.upstream_timeout,
     )?;
     let queue = SqsQueue::new(
-        shared::queue::sqs_client().await,
+        shared::queue::sqs_client(&aws),
         config.require_queue_url()?,
         Some(config.require_dlq_url()?.to_owned()),
     );

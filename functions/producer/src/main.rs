@@ -25,9 +25,12 @@ use shared::telemetry::{self, Metrics};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let redis = connect_lazy(&redis_url(&config).await?)?;
+    // Loaded once: the SQS and Secrets Manager clients share it (and its
+    // HTTP connection pool).
+    let aws = shared::tls::sdk_config().await;
+    let redis = connect_lazy(&redis_url(&config, &aws).await?)?;
     let sqs = SqsQueue::new(
-        sqs_client().await,
+        sqs_client(&aws),
         config.require_queue_url()?,
         config.dlq_url.clone(),
     );
@@ -84,11 +87,11 @@ fn v2_response(response: http::Response<Body>) -> ApiGatewayV2httpResponse {
 
 /// `REDIS_URL`, with the ElastiCache AUTH token from Secrets Manager when
 /// `REDIS_AUTH_SECRET_ARN` is set (in AWS).
-async fn redis_url(config: &Config) -> Result<String, Error> {
+async fn redis_url(config: &Config, aws: &shared::tls::SdkConfig) -> Result<String, Error> {
     let Some(arn) = &config.redis_auth_secret_arn else {
         return Ok(config.redis_url.expose().to_owned());
     };
-    let password = SecretReader::new(arn.as_str()).await.read().await?;
+    let password = SecretReader::new(aws, arn.as_str()).read().await?;
     Ok(redis_url_with_password(
         config.redis_url.expose(),
         password.expose(),
