@@ -7,7 +7,7 @@ sends such values even with `--generation-codec ascii`. In AWS that request
 meets API Gateway, not this emulator, and locally it never reaches the
 function, so its answer says nothing about the product: such cases are not
 sent, and every check judges the function's own answers. The script also
-reads the function's log for panics and errors.
+reads the function's log for panics and 5xx answers.
 """
 
 import schemathesis
