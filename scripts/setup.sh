@@ -8,9 +8,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
 REQS="$ROOT/scripts/requirements-dev.txt"
-stamp="$VENV/.installed-$(sha256sum "$REQS" | cut -c1-16)"
+# Pins and their constraints file: a change to either reinstalls.
+stamp="$VENV/.installed-$(cat "$REQS" "$ROOT/scripts/constraints-dev.txt" | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  log "installing Python tools into .venv (cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-translator, pytest)"
+  log "installing Python tools into .venv (cargo-lambda, ziglang, moto[server], cfn-lint, aws-sam-translator, pytest, schemathesis)"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
   rm -f "$VENV"/.installed-*

@@ -24,6 +24,9 @@ source "$STACK_DIR/stack.env"
 echo "== cargo test (unit and integration, against the running stack)"
 cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 
+echo "== API fuzzing (Schemathesis against openapi.yaml, every check, on the running stack)"
+"$ROOT/scripts/api-fuzz.sh"
+
 echo "== fault injection (tests/faults/, on its own stack and Redis once the main stack is stopped)"
 cleanup
 "$ROOT/scripts/faults.sh" test

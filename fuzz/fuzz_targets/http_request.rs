@@ -73,7 +73,7 @@ fn app() -> FuzzApp {
         store,
         queue: MemQueue::default(),
         buckets: MemBuckets::default(),
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,

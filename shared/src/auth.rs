@@ -31,6 +31,12 @@ pub enum AuthError {
     NoAuthorizer,
 }
 
+/// `AUTH_JWT_SECRET` is empty: HS256 needs a key (jsonwebtoken refuses an
+/// empty one), so the producer refuses to start rather than to verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("AUTH_JWT_SECRET is empty: an HS256 key is needed to verify bearer tokens")]
+pub struct EmptySecret;
+
 /// The claims this service reads.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -50,17 +56,15 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(secret: &str) -> Self {
+    pub fn new(secret: &str) -> Result<Self, EmptySecret> {
         hs256::install();
+        let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| EmptySecret)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            key: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-        }
+        Ok(Self { key, validation })
     }
 
     /// Reads `Authorization: Bearer <token>` and returns the account.
@@ -105,12 +109,10 @@ pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<Str
         nbf: Some(now_secs),
         iat: Some(now_secs),
     };
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .map_err(|e| AuthError::Invalid(e.to_string()))
+    let key = EncodingKey::from_secret(secret.as_bytes())
+        .map_err(|_| AuthError::Invalid(EmptySecret.to_string()))?;
+    encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| AuthError::Invalid(e.to_string()))
 }
 
 /// The one algorithm this service signs and verifies, as jsonwebtoken's
@@ -118,7 +120,7 @@ pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<Str
 /// crate's own providers would bring aws-lc-rs (a C build) or RSA, ECDSA and
 /// EdDSA that nothing here uses. Any other algorithm is refused.
 mod hs256 {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
     use jsonwebtoken::errors::{ErrorKind, Result};
     use jsonwebtoken::signature::{self, Signer, Verifier};
@@ -211,7 +213,7 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_to_its_sub() {
         let t = sign(S, "acct_1", now(), 3600).unwrap();
-        let v = Verifier::new(S);
+        let v = Verifier::new(S).unwrap();
         assert_eq!(v.verify(&t).unwrap().as_str(), "acct_1");
         let h = format!("Bearer {t}");
         assert_eq!(
@@ -222,7 +224,7 @@ mod tests {
 
     #[test]
     fn every_bad_token_is_refused_with_its_reason() {
-        let v = Verifier::new(S);
+        let v = Verifier::new(S).unwrap();
         assert_eq!(v.verify_header(None), Err(AuthError::Missing));
         assert_eq!(
             v.verify_header(Some(b"Basic abc")),
@@ -266,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_token_of_another_algorithm_is_refused() {
-        let v = Verifier::new(S);
+        let v = Verifier::new(S).unwrap();
         let t = sign(S, "acct_1", now(), 3600).unwrap();
         let (_, rest) = t.split_once('.').unwrap();
         // {"typ":"JWT","alg":"HS384"} and {"alg":"none"} over the same payload.
@@ -283,12 +285,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_secret_is_refused_up_front() {
+        assert_eq!(Verifier::new("").err(), Some(EmptySecret));
+        assert!(matches!(
+            sign("", "acct_1", now(), 60),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
     fn tampered_payload_is_refused() {
         let t = sign(S, "acct_1", now(), 3600).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let forged = sign("x", "acct_2", now(), 3600).unwrap();
         let forged_payload = forged.split('.').nth(1).unwrap();
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert!(Verifier::new(S).verify(&tampered).is_err());
+        assert!(Verifier::new(S).unwrap().verify(&tampered).is_err());
     }
 }

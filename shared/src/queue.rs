@@ -45,12 +45,14 @@ fn sqs_err<E: std::error::Error>(op: &'static str) -> impl FnOnce(E) -> QueueErr
     }
 }
 
-/// Builds the SQS client once. `AWS_ENDPOINT_URL_SQS` points it at the local
-/// SQS-compatible server; in AWS it is unset.
-pub async fn sqs_client() -> Client {
+/// Builds the SQS client, once per cold start, from the function's one
+/// [`SdkConfig`](aws_config::SdkConfig) ([`crate::tls::sdk_config`]), with
+/// SQS's own retries and timeouts on top. `AWS_ENDPOINT_URL_SQS` points it at
+/// the local SQS-compatible server; in AWS it is unset.
+pub fn sqs_client(config: &aws_config::SdkConfig) -> Client {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-    let config = crate::tls::sdk_config_loader()
+    let sqs = aws_sdk_sqs::config::Builder::from(config)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -59,9 +61,8 @@ pub async fn sqs_client() -> Client {
                 .operation_timeout(Duration::from_secs(5))
                 .build(),
         )
-        .load()
-        .await;
-    Client::new(&config)
+        .build();
+    Client::from_conf(sqs)
 }
 
 fn string_attr(v: impl Into<String>) -> Option<MessageAttributeValue> {
@@ -329,5 +330,29 @@ impl Redeliver for SqsQueue {
         self.send_raw(body.to_owned(), attributes, delay)
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+    #[test]
+    fn the_sqs_client_keeps_the_shared_config_and_adds_its_timeouts() {
+        let shared = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .endpoint_url("http://127.0.0.1:4566")
+            .build();
+        let client = sqs_client(&shared);
+        let config = client.config();
+        assert_eq!(config.region().map(Region::as_ref), Some("eu-west-3"));
+        let timeouts = config.timeout_config();
+        assert_eq!(
+            timeouts.and_then(|t| t.operation_timeout()),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(config.retry_config().map(|r| r.max_attempts()), Some(3));
     }
 }

@@ -12,7 +12,8 @@ pub struct SecretError {
     message: String,
 }
 
-/// Reads one secret; holds its own client, built once.
+/// Reads one secret, through a client built at cold start from the function's
+/// shared SDK configuration.
 #[derive(Clone, Debug)]
 pub struct SecretReader {
     client: aws_sdk_secretsmanager::Client,
@@ -20,10 +21,9 @@ pub struct SecretReader {
 }
 
 impl SecretReader {
-    pub async fn new(arn: impl Into<String>) -> Self {
-        let config = crate::tls::sdk_config_loader().load().await;
+    pub fn new(config: &aws_config::SdkConfig, arn: impl Into<String>) -> Self {
         Self {
-            client: aws_sdk_secretsmanager::Client::new(&config),
+            client: aws_sdk_secretsmanager::Client::new(config),
             arn: arn.into(),
         }
     }
@@ -51,11 +51,14 @@ impl SecretReader {
 /// `REDIS_URL`, with the ElastiCache AUTH token from Secrets Manager when
 /// `REDIS_AUTH_SECRET_ARN` is set (in AWS). Both functions build their
 /// Redis URL here, once at cold start.
-pub async fn redis_url(config: &crate::config::Config) -> Result<Secret, RedisUrlError> {
+pub async fn redis_url(
+    config: &crate::config::Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Secret, RedisUrlError> {
     let Some(arn) = &config.redis_auth_secret_arn else {
         return Ok(config.redis_url.clone());
     };
-    let password = SecretReader::new(arn.as_str()).await.read().await?;
+    let password = SecretReader::new(aws, arn.as_str()).read().await?;
     redis_url_with_password(config.redis_url.expose(), password.expose())
         .map(Secret::new)
         .map_err(RedisUrlError::Url)

@@ -8,6 +8,9 @@
 
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+/// Re-exported so the functions can name it without depending on aws-config.
+pub use aws_config::SdkConfig;
+
 /// Makes ring rustls's process-wide provider, which reqwest requires before a
 /// client is built (`rustls-no-provider`). Idempotent; redis-rs would pick
 /// ring by itself, as the only provider compiled in.
@@ -29,6 +32,13 @@ pub fn sdk_http_client() -> aws_sdk_sqs::config::SharedHttpClient {
 /// built from this loader.
 pub fn sdk_config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_http_client())
+}
+
+/// The shared SDK configuration, loaded once per cold start: every client
+/// (SQS, Secrets Manager) is built from it, so a function resolves region
+/// and credentials once and all its clients share one HTTP connection pool.
+pub async fn sdk_config() -> SdkConfig {
+    sdk_config_loader().load().await
 }
 
 #[cfg(test)]

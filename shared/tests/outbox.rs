@@ -16,7 +16,7 @@ async fn sqs() -> aws_sdk_sqs::Client {
         std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(),
         "AWS_ENDPOINT_URL_SQS must point at the SQS-compatible server (make test sets it)"
     );
-    shared::queue::sqs_client().await
+    shared::queue::sqs_client(&shared::tls::sdk_config().await)
 }
 
 fn message(i: usize) -> QueueMessage {

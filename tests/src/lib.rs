@@ -336,7 +336,7 @@ impl Stack {
     /// timeouts (an unreachable SQS server fails the call instead of hanging).
     pub async fn queue_stats(&self) -> Result<shared::queue::QueueStats> {
         let queue = shared::queue::SqsQueue::new(
-            shared::queue::sqs_client().await,
+            shared::queue::sqs_client(&shared::tls::sdk_config().await),
             self.queue_url.clone(),
             Some(self.dlq_url.clone()),
         );

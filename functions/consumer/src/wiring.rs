@@ -41,18 +41,21 @@ pub async fn run() -> Result<(), Error> {
 /// Every client, built once.
 pub async fn build(config: &Config) -> Result<LiveDeps, Error> {
     let clock = Clock::system();
-    let redis_url = shared::secrets::redis_url(config).await?;
+    // Loaded once: the SQS and Secrets Manager clients share it (and its
+    // HTTP connection pool).
+    let aws = shared::tls::sdk_config().await;
+    let redis_url = shared::secrets::redis_url(config, &aws).await?;
     let conn = shared::store::connect(redis_url.expose()).await?;
     let mut upstream = match &config.onlyfans_token {
         TokenSource::Plain(token) => upstream_client(config, token.clone())?,
         TokenSource::SecretsManager(arn) => {
-            let reader = SecretReader::new(arn.as_str()).await;
+            let reader = SecretReader::new(&aws, arn.as_str());
             upstream_client(config, reader.read().await?)?.with_token_source(reader)
         }
     };
     upstream = upstream.with_clock(clock);
     let queue = SqsQueue::new(
-        shared::queue::sqs_client().await,
+        shared::queue::sqs_client(&aws),
         config.require_queue_url()?,
         Some(config.require_dlq_url()?.to_owned()),
     );

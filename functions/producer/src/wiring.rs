@@ -39,9 +39,11 @@ pub async fn run() -> Result<(), Error> {
 
 /// Every client, built once: the app, and the queue and outbox the replay uses.
 pub async fn build(config: &Config) -> Result<(LiveApp, SqsQueue, Outbox), Error> {
-    let redis = connect_lazy(shared::secrets::redis_url(config).await?.expose())?;
+    // Loaded once: the SQS and Secrets Manager clients share it.
+    let aws = shared::tls::sdk_config().await;
+    let redis = connect_lazy(shared::secrets::redis_url(config, &aws).await?.expose())?;
     let sqs = SqsQueue::new(
-        sqs_client().await,
+        sqs_client(&aws),
         config.require_queue_url()?,
         config.dlq_url.clone(),
     );
@@ -55,7 +57,7 @@ pub async fn build(config: &Config) -> Result<(LiveApp, SqsQueue, Outbox), Error
             breaker: Breaker::new(config.breaker),
         },
         buckets: RedisLimiter::new(redis, config.limiter).with_clock(clock),
-        verifier: Verifier::new(config.auth_jwt_secret.expose()),
+        verifier: Verifier::new(config.auth_jwt_secret.expose())?,
         settings: Settings::from_config(config),
         metrics: Metrics::new(config.metrics_namespace.clone(), "producer"),
         clock,

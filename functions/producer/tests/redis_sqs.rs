@@ -108,7 +108,7 @@ impl Fixture {
             store: RedisStore::new(redis.clone(), Duration::from_secs(600)),
             queue: SqsQueue::new(sqs.clone(), send_url, None),
             buckets: RedisLimiter::new(redis.clone(), limiter_config()),
-            verifier: Verifier::new(SECRET),
+            verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
             settings: Settings {
                 enabled: true,
                 rollout_percent: 100,

@@ -564,6 +564,20 @@ mod tests {
     }
 
     #[test]
+    fn backoff_jitter_spreads_over_the_whole_window() {
+        // Full jitter: waits cover [1 s, ceiling], not a fixed point. Attempt
+        // 3's ceiling is 8 s; attempt 10's is the 5-minute cap.
+        let jitter = crate::delivery::Jitter::seeded(11);
+        let third: Vec<Duration> = (0..500).map(|_| backoff(3, jitter.sample())).collect();
+        assert!(third.iter().all(|w| *w >= S(1) && *w <= S(8)));
+        assert!(third.iter().any(|w| *w < S(2)));
+        assert!(third.iter().any(|w| *w > S(7)));
+        let tenth: Vec<Duration> = (0..500).map(|_| backoff(10, jitter.sample())).collect();
+        assert!(tenth.iter().any(|w| *w < S(30)));
+        assert!(tenth.iter().any(|w| *w > S(270)));
+    }
+
+    #[test]
     fn reenqueue_table() {
         // (receive count, maxReceiveCount) -> replace by a fresh copy
         let cases = [

@@ -43,7 +43,7 @@ fn budget(sends: &[i64], rate_per_minute: f64, burst: f64) -> f64 {
 
 pub async fn run(args: &Args) -> Result<Value> {
     let http = stack::http()?;
-    let sqs = shared::queue::sqs_client().await;
+    let sqs = shared::queue::sqs_client(&shared::tls::sdk_config().await);
     let solo = format!("{}-{}-solo", args.prefix, args.label);
     let spread: Vec<String> = (0..args.spread_accounts)
         .map(|i| format!("{}-{}-s{i:03}", args.prefix, args.label))

@@ -32,7 +32,7 @@ fn app() -> BenchApp {
             ..MemQueue::default()
         },
         buckets: MemBuckets::default(),
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings: Settings {
             enabled: true,
             rollout_percent: 100,

@@ -388,7 +388,7 @@ async fn run(command: Command) -> Result<()> {
             write(&out, &v)
         }
         Command::Purge { queue_url } => {
-            let sqs = shared::queue::sqs_client().await;
+            let sqs = shared::queue::sqs_client(&shared::tls::sdk_config().await);
             sqs.purge_queue()
                 .queue_url(&queue_url)
                 .send()

@@ -249,7 +249,7 @@ pub async fn sqs_send_rate(
     concurrency: usize,
     duration: Duration,
 ) -> Result<Value> {
-    let sqs = shared::queue::sqs_client().await;
+    let sqs = shared::queue::sqs_client(&shared::tls::sdk_config().await);
     // A queue of its own on the same server, removed afterwards.
     let name = format!("{}-probe", queue_url.rsplit('/').next().unwrap_or("bench"));
     let probe = sqs

@@ -41,7 +41,7 @@ fn app_with(settings: Settings) -> TestApp {
         store: MemStore::default(),
         queue: MemQueue::default(),
         buckets: MemBuckets::default(),
-        verifier: Verifier::new(SECRET),
+        verifier: Verifier::new(SECRET).expect("a constant, non-empty secret"),
         settings,
         metrics: Metrics::disabled("Test", "producer"),
         clock: shared::clock::Clock::system(),

@@ -85,3 +85,47 @@ fn openapi_documents_every_route_method_and_status() {
         }
     }
 }
+
+/// `content`'s `pattern` in `openapi.yaml` is exactly the server's rule "not
+/// only whitespace" (`Content::parse`: `char::is_whitespace`, Unicode's
+/// White_Space): a class of every whitespace character, negated. Rebuilt
+/// here from `char::is_whitespace` over all of Unicode and compared as text,
+/// so the document cannot drift from the rule (ECMA-262's `\S` would: it
+/// differs on U+0085 and U+FEFF).
+#[test]
+fn openapi_content_pattern_is_the_whitespace_rule() {
+    use yaml_rust2::YamlLoader;
+    let docs = YamlLoader::load_from_str(include_str!("../../../../openapi.yaml")).unwrap();
+    let declared =
+        docs[0]["components"]["schemas"]["NewMessage"]["properties"]["content"]["pattern"]
+            .as_str()
+            .map(str::to_owned);
+    let escape = |c: char| match u32::from(c) {
+        n @ 0..=0xFF => format!("\\x{n:02X}"),
+        n => format!("\\u{n:04X}"),
+    };
+    let spaces: Vec<char> = (0..=u32::from(char::MAX))
+        .filter_map(char::from_u32)
+        .filter(|c| c.is_whitespace())
+        .collect();
+    let mut class = String::new();
+    let mut i = 0;
+    while i < spaces.len() {
+        let mut j = i;
+        while j + 1 < spaces.len() && u32::from(spaces[j + 1]) == u32::from(spaces[j]) + 1 {
+            j += 1;
+        }
+        if j - i >= 2 {
+            class.push_str(&format!("{}-{}", escape(spaces[i]), escape(spaces[j])));
+        } else {
+            spaces[i..=j]
+                .iter()
+                .for_each(|c| class.push_str(&escape(*c)));
+        }
+        i = j + 1;
+    }
+    assert_eq!(declared, Some(format!("[^{class}]")));
+    // And the rule itself: whitespace-only content is refused.
+    assert!(shared::message::Content::parse("\u{85}\u{3000} \t").is_err());
+    assert!(shared::message::Content::parse("\u{FEFF}").is_ok());
+}
