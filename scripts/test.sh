@@ -24,6 +24,9 @@ source "$STACK_DIR/stack.env"
 echo "== cargo test (unit and integration, against the running stack)"
 cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 
+echo "== simulation, short form (smoke and backlog on virtual time; fails on any violation, loss, duplicate or throttle-only DLQ; make sim runs them all)"
+cargo run --quiet -p sim -- --scenario smoke,backlog --out target/sim/short
+
 echo "== fault injection (tests/faults/, on its own stack and Redis once the main stack is stopped)"
 cleanup
 "$ROOT/scripts/faults.sh" test
