@@ -40,8 +40,8 @@ pub struct ScenarioReport {
     pub lost: u64,
     pub duplicates: u64,
     pub dlq_throttled_only: u64,
-    /// Over accounts that had to wait: the perfect bucket's time to send
-    /// their messages over the time it took (1 = every token used).
+    /// Over accounts that had to wait: the time a perfect bucket needs for
+    /// the messages they sent, over the time it took (1: every token used).
     pub budget_used_backlogged: Option<f64>,
     /// The most any account's k-th delivery trailed a perfect bucket's k-th.
     pub max_lateness_s: f64,
@@ -265,10 +265,8 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
         // bucket's k-th: order within an account is not promised, and a
         // reordering is not a delay of the account.
         let mut sends: Vec<u64> = Vec::with_capacity(ids.len());
-        let mut all_sent = true;
         for (k, &i) in ids.iter().enumerate() {
             let Some(at) = first_ok[i] else {
-                all_sent = false;
                 continue;
             };
             sends.push(at);
@@ -283,9 +281,11 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             max_lateness = max_lateness.max(at.saturating_sub(*ideal_at) as f64 / 1e6);
         }
         let last_actual = sends.last().copied().unwrap_or(0);
-        if backlogged && all_sent {
+        // The perfect bucket's time for as many messages as went out,
+        // against the time they took.
+        if backlogged && !sends.is_empty() {
             let first = times[0];
-            ideal_span += ideal.last().map_or(0, |l| l - first) as f64;
+            ideal_span += ideal[sends.len() - 1].saturating_sub(first) as f64;
             actual_span += last_actual.saturating_sub(first) as f64;
         }
     }

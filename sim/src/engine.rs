@@ -25,6 +25,7 @@ use shared::message::{
 };
 use shared::telemetry::Metrics;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::MemStore;
@@ -130,6 +131,21 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
             Ok(())
         })
     };
+
+    for o in s.faults.redis_outage.clone() {
+        let deps = Arc::clone(&deps);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + Duration::from_secs(o.at_s)).await;
+            deps.limiter.down.store(true, Ordering::SeqCst);
+            deps.store.unreachable.store(true, Ordering::SeqCst);
+            if o.loses_limiter_keys {
+                deps.limiter.forget_all();
+            }
+            tokio::time::sleep(Duration::from_secs(o.for_s)).await;
+            deps.limiter.down.store(false, Ordering::SeqCst);
+            deps.store.unreachable.store(false, Ordering::SeqCst);
+        });
+    }
 
     let stats = Arc::new(Mutex::new(LambdaStats::default()));
     let pollers: Vec<_> = (0..s.lambda.max_concurrency)

@@ -156,12 +156,27 @@ pub enum Deferral {
     Naive,
 }
 
-/// Deliberate defects, to prove the checks can fail.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+/// Deliberate defects and injected hardship.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
-    /// The limiter twin's buckets hold one token more than the limit.
+    /// The limiter twin's buckets hold one token more than the limit (a
+    /// defect, to prove the checker catches it).
     pub limiter_extra_token: bool,
+    /// Spells during which Redis answers nothing (a failover).
+    pub redis_outage: Vec<Outage>,
+}
+
+/// Redis unreachable from `at_s` for `for_s` seconds; with `loses_limiter_keys`
+/// the promoted replica has none of the limiter's keys (an asynchronous
+/// failover that lost them): every bucket is full again afterwards.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    pub at_s: u64,
+    pub for_s: u64,
+    #[serde(default)]
+    pub loses_limiter_keys: bool,
 }
 
 /// Where messages come from.
@@ -268,6 +283,13 @@ impl Scenario {
         let c = &self.consumer;
         if c.max_attempts == 0 || c.upstream_timeout_ms == 0 {
             return bad("consumer.max_attempts and upstream_timeout_ms must be at least 1");
+        }
+        for (i, o) in self.faults.redis_outage.iter().enumerate() {
+            if o.for_s == 0 || o.at_s + o.for_s > self.duration_s + self.drain_s {
+                return bad(&format!(
+                    "faults.redis_outage[{i}]: for_s must be positive and the outage end within the run"
+                ));
+            }
         }
         if self.traffic.is_empty() {
             return bad("traffic: at least one source");

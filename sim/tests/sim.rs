@@ -110,3 +110,22 @@ fn a_bad_scenario_file_is_an_error_not_a_panic() {
     }
     assert!(Scenario::parse(&format!("{base}{steady}")).is_ok());
 }
+
+/// Redis unreachable: nothing goes without a token, nothing is lost. A
+/// failover that loses the limiter's keys refills every bucket, and the
+/// curve check sees the second burst.
+#[test]
+fn a_redis_failover_loses_nothing_but_lost_limiter_keys_break_the_curve() {
+    let text = |loses: bool| {
+        format!(
+            "name = \"failover\"\nseed = 7\nduration_s = 900\ndrain_s = 1800\n\
+             [[faults.redis_outage]]\nat_s = 300\nfor_s = 30\nloses_limiter_keys = {loses}\n\
+             [[traffic]]\nkind = \"steady\"\nprefix = \"acct\"\naccounts = 10\nper_hour = 3000\nzipf = 1.0\n"
+        )
+    };
+    let parse = |t: String| Scenario::parse(&t).unwrap_or_else(|e| panic!("{e}"));
+    assert_guarantees_hold(&run(&parse(text(false))));
+    let lost = run(&parse(text(true)));
+    assert!(lost.violations > 0, "{lost:#?}");
+    assert_eq!(lost.lost, 0, "{lost:#?}");
+}
