@@ -16,7 +16,7 @@ use crate::queue::{DeadCause, Requests};
 use crate::scenario::Scenario;
 use crate::workload::index_of;
 use serde::Serialize;
-use shared::message::QueueMessage;
+use shared::message::{Priority, QueueMessage};
 use shared::store::Status;
 
 /// AWS list prices (us-east-1, arm64), USD.
@@ -69,6 +69,8 @@ pub struct Detail {
     /// The largest excess over the curve, in messages.
     pub worst_excess: f64,
     pub max_latency_s: f64,
+    /// p99 of arrival → upstream (s) per priority: high, medium, low.
+    pub p99_latency_s_by_priority: [Option<f64>; 3],
     pub invocations: u64,
     pub invocation_timeouts: u64,
     pub sqs_receives: u64,
@@ -253,6 +255,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
     }
     let (mut max_lateness, mut max_latency) = (0.0f64, 0.0f64);
     let mut quiet = Vec::new();
+    let mut by_priority: [Vec<f64>; 3] = Default::default();
     let (mut ideal_span, mut actual_span) = (0.0f64, 0.0f64);
     for ids in &by_account {
         if ids.is_empty() {
@@ -272,6 +275,12 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             sends.push(at);
             let latency = at.saturating_sub(times[k]) as f64 / 1e6;
             max_latency = max_latency.max(latency);
+            by_priority[match w.arrivals[i].priority {
+                Priority::High => 0,
+                Priority::Medium => 1,
+                Priority::Low => 2,
+            }]
+            .push(latency);
             if !backlogged {
                 quiet.push(latency);
             }
@@ -326,6 +335,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             upstream_requests: arrivals.len() as u64,
             worst_excess: round(worst_excess, 4),
             max_latency_s: round(max_latency, 3),
+            p99_latency_s_by_priority: by_priority.map(|v| p99(v).map(|x| round(x, 3))),
             invocations: l.invocations,
             invocation_timeouts: l.timeouts,
             sqs_receives: req.receive,

@@ -3,6 +3,7 @@
 
 use crate::scenario::{Scenario, Traffic};
 use shared::message::Priority;
+use std::collections::HashMap;
 
 /// Message ids are `BASE + index`: deterministic, and the index is read back
 /// from the id (the upstream model and the checker key on it).
@@ -22,6 +23,7 @@ pub struct Workload {
     pub accounts: Vec<String>,
     /// Sorted by `at_us`; a message's index here is its id's index.
     pub arrivals: Vec<Arrival>,
+    index: HashMap<String, u32>,
 }
 
 impl Workload {
@@ -37,7 +39,7 @@ impl Workload {
                     zipf,
                     priority,
                 } => {
-                    let first = w.add_accounts(prefix, *accounts);
+                    let ids = w.add_accounts(prefix, *accounts);
                     let cdf = zipf_cdf(*accounts, *zipf);
                     let mean_gap_us = 3_600_000_000.0 / per_hour;
                     let mut t = 0.0f64;
@@ -51,7 +53,7 @@ impl Workload {
                         let k = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
                         w.arrivals.push(Arrival {
                             at_us: t as u64,
-                            account: first + k as u32,
+                            account: ids[k],
                             priority: *priority,
                         });
                     }
@@ -64,13 +66,13 @@ impl Workload {
                     over_s,
                     priority,
                 } => {
-                    let first = w.add_accounts(prefix, *accounts);
-                    for a in 0..*accounts {
+                    let ids = w.add_accounts(prefix, *accounts);
+                    for &account in &ids {
                         for _ in 0..*messages {
                             let t = at_s + over_s * rng.f64();
                             w.arrivals.push(Arrival {
                                 at_us: (t * 1e6) as u64,
-                                account: first + a,
+                                account,
                                 priority: *priority,
                             });
                         }
@@ -83,11 +85,23 @@ impl Workload {
         w
     }
 
-    fn add_accounts(&mut self, prefix: &str, n: u32) -> u32 {
-        let first = self.accounts.len() as u32;
-        self.accounts
-            .extend((0..n).map(|i| format!("{prefix}_{i}")));
-        first
+    /// The indices of accounts `{prefix}_0 .. {prefix}_{n-1}`: two sources
+    /// with one prefix share their accounts.
+    fn add_accounts(&mut self, prefix: &str, n: u32) -> Vec<u32> {
+        (0..n)
+            .map(|i| {
+                let name = format!("{prefix}_{i}");
+                match self.index.get(&name) {
+                    Some(&k) => k,
+                    None => {
+                        let k = self.accounts.len() as u32;
+                        self.index.insert(name.clone(), k);
+                        self.accounts.push(name);
+                        k
+                    }
+                }
+            })
+            .collect()
     }
 }
 
