@@ -155,6 +155,7 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
                 Arc::clone(&deps),
                 queue.clone(),
                 s.lambda.batch_size as usize,
+                Duration::from_secs(s.lambda.batching_window_s),
                 Duration::from_secs(s.lambda.timeout_s),
                 Arc::clone(&stats),
             ))
@@ -223,7 +224,8 @@ fn bodies(w: &Workload, clock: Clock) -> anyhow::Result<Vec<(String, shared::que
 }
 
 /// One concurrent slot of the event source mapping: receive a batch (long
-/// polling while the queue is empty), invoke the consumer with the
+/// polling while the queue is empty, holding a short batch for the batching
+/// window), invoke the consumer with the
 /// function's deadline, delete what is not in `batchItemFailures`. A timed
 /// out invocation deletes nothing, as Lambda's does.
 async fn poller(
@@ -231,12 +233,20 @@ async fn poller(
     deps: Arc<SimDeps>,
     queue: SimQueue,
     batch_size: usize,
+    window: Duration,
     timeout: Duration,
     stats: Arc<Mutex<LambdaStats>>,
 ) {
     let mut n = 0u64;
     loop {
-        let records = queue.receive(batch_size);
+        let mut records = queue.receive(batch_size);
+        // The batching window: a short batch waits for more, then is topped
+        // up by one more receive.
+        if !records.is_empty() && records.len() < batch_size && !window.is_zero() {
+            tokio::time::sleep(window).await;
+            let more = queue.receive(batch_size - records.len());
+            records.extend(more);
+        }
         if records.is_empty() {
             let now = Instant::now();
             let wait = queue

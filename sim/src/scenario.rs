@@ -92,6 +92,9 @@ impl Default for QueueCfg {
 pub struct LambdaCfg {
     pub max_concurrency: u32,
     pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds`: a batch short of `batch_size` is
+    /// held this long for more records (template.yaml's default 1 s).
+    pub batching_window_s: u64,
     pub timeout_s: u64,
     pub memory_mb: u32,
 }
@@ -101,6 +104,7 @@ impl Default for LambdaCfg {
         Self {
             max_concurrency: 2,
             batch_size: 10,
+            batching_window_s: 1,
             timeout_s: 60,
             memory_mb: 256,
         }
@@ -266,6 +270,9 @@ impl Scenario {
         }
         if !(1..=10).contains(&f.batch_size) {
             return bad("lambda.batch_size must be 1-10 (a standard queue's batch)");
+        }
+        if f.batching_window_s > 300 {
+            return bad("lambda.batching_window_s must be 0-300 (Lambda's limit)");
         }
         if !(1..=900).contains(&f.timeout_s) {
             return bad("lambda.timeout_s must be 1-900");
