@@ -48,6 +48,8 @@ pub struct LambdaStats {
     pub billed_ms: u64,
     /// Invocations ended by the function timeout (nothing of the batch deleted).
     pub timeouts: u64,
+    /// Invocations whose process died (`faults.crash_rate`).
+    pub crashes: u64,
     pub records: u64,
 }
 
@@ -148,10 +150,17 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
     }
 
     let stats = Arc::new(Mutex::new(LambdaStats::default()));
+    let crash = Crash {
+        rate: s.faults.crash_rate,
+        within: Duration::from_millis(s.faults.crash_within_ms),
+    };
+    let crash_seed = rng.u64(..);
     let pollers: Vec<_> = (0..s.lambda.max_concurrency)
         .map(|p| {
             tokio::spawn(poller(
                 p,
+                crash,
+                fastrand::Rng::with_seed(crash_seed ^ u64::from(p)),
                 Arc::clone(&deps),
                 queue.clone(),
                 s.lambda.batch_size as usize,
@@ -228,8 +237,17 @@ fn bodies(w: &Workload, clock: Clock) -> anyhow::Result<Vec<(String, shared::que
 /// window), invoke the consumer with the
 /// function's deadline, delete what is not in `batchItemFailures`. A timed
 /// out invocation deletes nothing, as Lambda's does.
+#[derive(Clone, Copy)]
+struct Crash {
+    rate: f64,
+    within: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn poller(
     slot: u32,
+    crash: Crash,
+    mut rng: fastrand::Rng,
     deps: Arc<SimDeps>,
     queue: SimQueue,
     batch_size: usize,
@@ -274,22 +292,34 @@ async fn poller(
         event.records = records;
         let started = Instant::now();
         let deadline = started + timeout;
-        let answer = tokio::time::timeout(
+        let crash_after = (crash.rate > 0.0 && rng.f64() < crash.rate)
+            .then(|| Duration::from_micros(rng.u64(0..crash.within.as_micros() as u64)));
+        let invocation = tokio::time::timeout(
             timeout,
             consumer::handler::handle(&*deps, event, &id, deadline),
-        )
-        .await;
+        );
+        // A crash drops the invocation wherever it is: what it did so far
+        // stays done, nothing after happens.
+        let answer = match crash_after {
+            Some(after) => tokio::select! {
+                a = invocation => Some(a),
+                () = tokio::time::sleep(after) => None,
+            },
+            None => Some(invocation.await),
+        };
         let took = Instant::now().duration_since(started);
         {
             let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
             s.invocations += 1;
             s.records += count;
             s.billed_ms += (took.as_micros() as u64).div_ceil(1000).max(1);
-            if answer.is_err() {
-                s.timeouts += 1;
+            match answer {
+                None => s.crashes += 1,
+                Some(Err(_)) => s.timeouts += 1,
+                Some(Ok(_)) => {}
             }
         }
-        if let Ok(resp) = answer {
+        if let Some(Ok(resp)) = answer {
             let failed: HashSet<&str> = resp
                 .batch_item_failures
                 .iter()

@@ -169,6 +169,11 @@ pub struct Faults {
     pub limiter_extra_token: bool,
     /// Spells during which Redis answers nothing (a failover).
     pub redis_outage: Vec<Outage>,
+    /// Share of invocations whose process dies at a random moment in their
+    /// first `crash_within_ms` (nothing of the batch is deleted, no claim
+    /// released, no status written after that moment).
+    pub crash_rate: f64,
+    pub crash_within_ms: u64,
 }
 
 /// Redis unreachable from `at_s` for `for_s` seconds; with `loses_limiter_keys`
@@ -297,6 +302,12 @@ impl Scenario {
                     "faults.redis_outage[{i}]: for_s must be positive and the outage end within the run"
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.faults.crash_rate) {
+            return bad("faults.crash_rate must be in [0, 1]");
+        }
+        if self.faults.crash_rate > 0.0 && self.faults.crash_within_ms == 0 {
+            return bad("faults.crash_within_ms must be positive when crash_rate is");
         }
         if self.traffic.is_empty() {
             return bad("traffic: at least one source");

@@ -129,3 +129,16 @@ fn a_redis_failover_loses_nothing_but_lost_limiter_keys_break_the_curve() {
     assert!(lost.violations > 0, "{lost:#?}");
     assert_eq!(lost.lost, 0, "{lost:#?}");
 }
+
+/// Invocations dying mid-batch lose nothing and never break the curve. (A
+/// crash between the upstream's 2xx and the `sent` write does send the
+/// message again: the report counts those duplicates; see sim/README.md.)
+#[test]
+fn crashed_invocations_lose_nothing_and_keep_the_curve() {
+    let r = run(&scenario("crashes"));
+    assert!(r.detail.invocation_crashes > 0, "{r:#?}");
+    assert_eq!(r.violations, 0, "{r:#?}");
+    assert_eq!(r.lost, 0, "{r:#?}");
+    assert_eq!(r.detail.pending, 0, "{r:#?}");
+    assert_eq!(r.dlq_throttled_only, 0, "{r:#?}");
+}
