@@ -7,7 +7,7 @@
 //!   nor still queued at the end (includes messages SQS's retention expired).
 //! - **duplicates**: messages the API answered 2xx more than once.
 //! - **dlq_throttled_only**: dead-lettered messages whose upstream calls never
-//!   failed: they only waited.
+//!   failed (429s are waits, not failures): they only waited.
 //! - **lateness**: a sent message's time against the earliest a perfect
 //!   bucket (FIFO per account, full burst) could have sent it.
 
@@ -66,6 +66,8 @@ pub struct Detail {
     pub pending: u64,
     pub expired: u64,
     pub upstream_requests: u64,
+    /// Requests answered 429.
+    pub upstream_429s: u64,
     /// The largest excess over the curve, in messages.
     pub worst_excess: f64,
     pub max_latency_s: f64,
@@ -172,6 +174,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
     let mut ok_count = vec![0u32; n];
     let mut first_ok: Vec<Option<u64>> = vec![None; n];
     let mut failed_calls = vec![0u32; n];
+    let mut throttled_calls = 0u64;
     let mut per_account: Vec<Vec<u64>> = vec![Vec::new(); w.accounts.len()];
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for a in &arrivals {
@@ -185,6 +188,8 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
         if a.ok {
             ok_count[a.message] += 1;
             first_ok[a.message].get_or_insert(a.at_us);
+        } else if a.throttled {
+            throttled_calls += 1;
         } else {
             failed_calls[a.message] += 1;
         }
@@ -334,6 +339,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             pending: pending_count,
             expired,
             upstream_requests: arrivals.len() as u64,
+            upstream_429s: throttled_calls,
             worst_excess: round(worst_excess, 4),
             max_latency_s: round(max_latency, 3),
             p99_latency_s_by_priority: by_priority.map(|v| p99(v).map(|x| round(x, 3))),

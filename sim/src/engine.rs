@@ -94,7 +94,7 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
     let clock = Clock::starting_at(WALL_START);
     let start = Instant::now();
     let queue = SimQueue::new(s.queue, rng.u64(..));
-    let upstream = SimUpstream::new(rng.u64(..), start, s.upstream);
+    let upstream = SimUpstream::new(rng.u64(..), start, s.upstream.clone());
     let mut limiter = TwinLimiter::new(
         clock,
         s.limits.per_minute,

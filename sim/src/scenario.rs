@@ -112,9 +112,11 @@ impl Default for LambdaCfg {
 }
 
 /// The OnlyFans API model.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamCfg {
+    /// Spells during which every request is answered 429 with `Retry-After`.
+    pub storm: Vec<Storm>,
     pub latency_ms: u64,
     /// Uniform extra latency in [0, jitter_ms).
     pub jitter_ms: u64,
@@ -125,11 +127,22 @@ pub struct UpstreamCfg {
 impl Default for UpstreamCfg {
     fn default() -> Self {
         Self {
+            storm: Vec::new(),
             latency_ms: 150,
             jitter_ms: 100,
             error_rate: 0.0,
         }
     }
+}
+
+/// A 429 storm: from `at_s` for `for_s` seconds the upstream answers every
+/// request 429 with `Retry-After: retry_after_s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storm {
+    pub at_s: u64,
+    pub for_s: u64,
+    pub retry_after_s: u64,
 }
 
 /// Consumer settings a scenario may change.
@@ -291,6 +304,13 @@ impl Scenario {
         }
         if u.latency_ms + u.jitter_ms > 60_000 {
             return bad("upstream latency plus jitter must stay under 60 s");
+        }
+        for (i, st) in u.storm.iter().enumerate() {
+            if st.for_s == 0 || st.retry_after_s == 0 || st.retry_after_s > 3600 {
+                return bad(&format!(
+                    "upstream.storm[{i}]: for_s must be positive and retry_after_s 1-3600"
+                ));
+            }
         }
         let c = &self.consumer;
         if c.max_attempts == 0 || c.upstream_timeout_ms == 0 {

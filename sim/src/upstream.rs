@@ -1,6 +1,6 @@
 //! The OnlyFans API model: records when each request arrives, per account
-//! and per message, and answers after a seeded latency (2xx, or 503 at the
-//! scenario's error rate).
+//! and per message, and answers after a seeded latency: 2xx, 503 at the
+//! scenario's error rate, or 429 with `Retry-After` during a storm.
 
 use crate::workload::index_of;
 use shared::delivery::{CallResult, Outcome, Upstream};
@@ -18,6 +18,8 @@ pub struct Arrival {
     pub message: usize,
     /// Answered 2xx.
     pub ok: bool,
+    /// Answered 429.
+    pub throttled: bool,
 }
 
 struct State {
@@ -33,6 +35,8 @@ pub struct SimUpstream {
     latency: Duration,
     jitter_ms: u64,
     error_rate: f64,
+    /// (from, until, Retry-After) in µs after the start.
+    storms: Vec<(u64, u64, Duration)>,
 }
 
 impl SimUpstream {
@@ -47,6 +51,17 @@ impl SimUpstream {
             latency: Duration::from_millis(cfg.latency_ms),
             jitter_ms: cfg.jitter_ms,
             error_rate: cfg.error_rate,
+            storms: cfg
+                .storm
+                .iter()
+                .map(|st| {
+                    (
+                        st.at_s * 1_000_000,
+                        (st.at_s + st.for_s) * 1_000_000,
+                        Duration::from_secs(st.retry_after_s),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -75,13 +90,22 @@ impl Upstream for SimUpstream {
         // The request reaches the API halfway through the round trip.
         tokio::time::sleep(latency / 2).await;
         let at_us = Instant::now().duration_since(self.start).as_micros() as u64;
+        let storm = self
+            .storms
+            .iter()
+            .find(|(from, until, _)| (*from..*until).contains(&at_us))
+            .map(|(_, _, retry_after)| *retry_after);
+        let ok = ok && storm.is_none();
         self.lock().arrivals.push(Arrival {
             at_us,
             message: index_of(msg.message_id.as_uuid()).unwrap_or(usize::MAX),
             ok,
+            throttled: storm.is_some(),
         });
         tokio::time::sleep(latency - latency / 2).await;
-        let outcome = if ok {
+        let outcome = if let Some(retry_after) = storm {
+            Outcome::RateLimited { retry_after }
+        } else if ok {
             Outcome::Sent {
                 upstream_id: Some(format!("of-{}", msg.message_id)),
             }

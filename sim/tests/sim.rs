@@ -142,3 +142,11 @@ fn crashed_invocations_lose_nothing_and_keep_the_curve() {
     assert_eq!(r.detail.pending, 0, "{r:#?}");
     assert_eq!(r.dlq_throttled_only, 0, "{r:#?}");
 }
+
+/// A 429 storm pauses accounts; nothing is lost or dead-lettered for it.
+#[test]
+fn a_429_storm_is_waited_out() {
+    let r = run(&scenario("storms"));
+    assert!(r.detail.upstream_429s > 0, "{r:#?}");
+    assert_guarantees_hold(&r);
+}
