@@ -149,3 +149,107 @@ impl Limiter for TwinLimiter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acct() -> AccountId {
+        AccountId::parse("a").unwrap_or_else(|e| panic!("{}", e.0))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_then_slots_one_interval_apart_then_refill() {
+        let l = TwinLimiter::new(
+            Clock::starting_at(crate::engine::WALL_START),
+            10,
+            10,
+            (10, 20),
+        );
+        for _ in 0..10 {
+            assert!(
+                l.acquire(&acct(), Priority::High)
+                    .await
+                    .unwrap()
+                    .is_allowed()
+            );
+        }
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            waits.push(
+                l.acquire(&acct(), Priority::High)
+                    .await
+                    .unwrap()
+                    .wait()
+                    .as_secs(),
+            );
+        }
+        assert_eq!(waits, vec![6, 12, 18]);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(
+            l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_class_and_the_longer_one_wins() {
+        let l = TwinLimiter::new(
+            Clock::starting_at(crate::engine::WALL_START),
+            10,
+            10,
+            (10, 20),
+        );
+        l.pause(&acct(), Duration::from_secs(30)).await.unwrap();
+        l.pause(&acct(), Duration::from_secs(10)).await.unwrap();
+        let d = l.acquire(&acct(), Priority::High).await.unwrap();
+        assert_eq!(
+            d,
+            Decision::Paused {
+                wait: Duration::from_secs(30)
+            }
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            l.acquire(&acct(), Priority::Low)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_fails_and_lost_keys_refill_the_bucket() {
+        let l = TwinLimiter::new(Clock::starting_at(crate::engine::WALL_START), 10, 2, (0, 0));
+        assert!(
+            l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+        assert!(
+            l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+        assert!(
+            !l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+        l.down.store(true, Ordering::SeqCst);
+        assert!(l.acquire(&acct(), Priority::High).await.is_err());
+        l.down.store(false, Ordering::SeqCst);
+        l.forget_all();
+        assert!(
+            l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+    }
+}
