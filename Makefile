@@ -41,3 +41,13 @@ fmt:
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz the parsers and the producer's handler: make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS=queue_message]
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+.PHONY: sim
+SCENARIO ?=
+SEED ?=
+# Optimised, without the release profile's size settings (fat LTO, opt-level z)
+# that only the Lambda zips need.
+SIM_PROFILE_ENV := CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_OPT_LEVEL=3 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+sim: ## Deterministic simulation: target/sim/report.{json,md} [SCENARIO=name[,name]] [SEED=n]
+	@$(SIM_PROFILE_ENV) cargo run --release --quiet -p sim -- \
+	  $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(SEED),--seed $(SEED),)

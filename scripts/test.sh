@@ -27,6 +27,9 @@ cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 echo "== API fuzzing (Schemathesis against openapi.yaml, every check, on the running stack)"
 "$ROOT/scripts/api-fuzz.sh"
 
+echo "== simulation, short form (smoke and backlog on virtual time; fails on any violation, loss, duplicate or throttle-only DLQ; make sim runs them all)"
+cargo run --quiet -p sim -- --scenario smoke,backlog --out target/sim/short
+
 echo "== fault injection (tests/faults/, on its own stack and Redis once the main stack is stopped)"
 cleanup
 "$ROOT/scripts/faults.sh" test

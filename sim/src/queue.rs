@@ -1,0 +1,487 @@
+//! The SQS model: one standard queue with a redrive policy, and its DLQ.
+//!
+//! Rules kept, each as the AWS documentation states it:
+//! - A received message is hidden for the queue's visibility timeout, 0 s to
+//!   12 h; `ChangeMessageVisibility` takes 0–43,200 s, counted from the call,
+//!   and the total since the receive may not pass 12 h ("If you try to extend
+//!   the visibility timeout beyond 12 hours, your request is rejected").
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html>
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>
+//! - Each receive gives a new receipt handle; only the newest one deletes
+//!   ("otherwise, the request succeeds, but the message will not be deleted")
+//!   or changes the visibility (refused here, as for a message not in flight).
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html>
+//! - `DelaySeconds` is 0–900. <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>
+//! - `ApproximateReceiveCount` counts receives; when a receive would take it
+//!   past `maxReceiveCount`, the message moves to the DLQ instead.
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html>
+//! - At-least-once delivery: a message may be delivered again while a first
+//!   copy is being processed (`duplicate_rate`).
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html>
+//! - Retention: a message older than `MessageRetentionPeriod` (≤ 14 days) is
+//!   deleted by SQS. <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SetQueueAttributes.html>
+//! - At most 120,000 messages in flight; a receive beyond that gets nothing
+//!   (`OverLimit`). <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html>
+//!
+//! Every call is counted as one SQS request (the cost model).
+
+use crate::scenario::{MAX_VISIBILITY_S, QueueCfg};
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+use shared::queue::{Attributes, QueueError, Redeliver};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+const MAX_DELAY_S: u64 = 900;
+const MAX_IN_FLIGHT: usize = 120_000;
+const TWELVE_HOURS: Duration = Duration::from_secs(MAX_VISIBILITY_S as u64);
+
+/// Why a message is in the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadCause {
+    /// SQS's redrive: received `maxReceiveCount` times.
+    Redrive,
+    /// The consumer sent it there (`Redeliver::dead_letter`) with this reason.
+    Consumer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Dead {
+    pub body: String,
+    pub cause: DeadCause,
+}
+
+/// SQS requests by kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requests {
+    pub receive: u64,
+    pub receive_empty: u64,
+    pub delete: u64,
+    pub change_visibility: u64,
+    pub send: u64,
+}
+
+impl Requests {
+    pub fn total(&self) -> u64 {
+        self.receive + self.delete + self.change_visibility + self.send
+    }
+}
+
+/// Things SQS refused or did that a report should show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refusals {
+    /// Deletes with a receipt handle that was no longer the newest.
+    pub stale_deletes: u64,
+    /// Visibility changes refused (stale handle, out of range, or past 12 h).
+    pub visibility_refused: u64,
+    /// Of which: past 12 hours since the receive.
+    pub visibility_past_12h: u64,
+    /// Receives that found 120,000 messages in flight.
+    pub over_limit: u64,
+    /// Sends refused (DelaySeconds over 900).
+    pub send_refused: u64,
+}
+
+struct Msg {
+    sqs_id: String,
+    body: String,
+    attrs: Attributes,
+    sent_at: Instant,
+    visible_at: Instant,
+    receive_count: u32,
+    /// Which receive the newest receipt handle belongs to (0: none yet).
+    receipt: u32,
+    received_at: Option<Instant>,
+}
+
+struct State {
+    cfg: QueueCfg,
+    next_seq: u64,
+    msgs: BTreeMap<u64, Msg>,
+    /// Every message by the time it is (or becomes) visible.
+    by_time: BTreeSet<(Instant, u64)>,
+    dlq: Vec<Dead>,
+    expired: Vec<String>,
+    requests: Requests,
+    refusals: Refusals,
+    rng: fastrand::Rng,
+}
+
+/// The queue, shared by the event source mapping and the consumer.
+#[derive(Clone)]
+pub struct SimQueue {
+    state: Arc<Mutex<State>>,
+    /// Wakes a long-polling receiver when a message is sent.
+    arrived: Arc<Notify>,
+}
+
+fn refused(op: &'static str, message: impl Into<String>) -> QueueError {
+    QueueError::Sqs {
+        op,
+        message: message.into(),
+    }
+}
+
+fn receipt_handle(seq: u64, receive: u32) -> String {
+    format!("{seq}:{receive}")
+}
+
+fn parse_handle(h: &str) -> Option<(u64, u32)> {
+    let (a, b) = h.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+impl SimQueue {
+    pub fn new(cfg: QueueCfg, seed: u64) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                cfg,
+                next_seq: 0,
+                msgs: BTreeMap::new(),
+                by_time: BTreeSet::new(),
+                dlq: Vec::new(),
+                expired: Vec::new(),
+                requests: Requests::default(),
+                refusals: Refusals::default(),
+                rng: fastrand::Rng::with_seed(seed),
+            })),
+            arrived: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn notify(&self) -> &Notify {
+        &self.arrived
+    }
+
+    /// `SendMessage`.
+    pub fn send(&self, body: String, attrs: Attributes, delay: Duration) -> Result<(), QueueError> {
+        let mut s = self.lock();
+        s.requests.send += 1;
+        if delay > Duration::from_secs(MAX_DELAY_S) {
+            s.refusals.send_refused += 1;
+            return Err(refused("SendMessage", "DelaySeconds must be 0-900"));
+        }
+        let now = Instant::now();
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        let visible_at = now + Duration::from_secs(delay.as_secs());
+        s.msgs.insert(
+            seq,
+            Msg {
+                sqs_id: format!("sqs-{seq:012}"),
+                body,
+                attrs,
+                sent_at: now,
+                visible_at,
+                receive_count: 0,
+                receipt: 0,
+                received_at: None,
+            },
+        );
+        s.by_time.insert((visible_at, seq));
+        drop(s);
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// `ReceiveMessage` of up to `max` visible messages, oldest visible first.
+    pub fn receive(&self, max: usize) -> Vec<SqsMessage> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.requests.receive += 1;
+        // Counting is only needed once the queue could hold that many.
+        let in_flight = if s.msgs.len() >= MAX_IN_FLIGHT {
+            s.msgs
+                .values()
+                .filter(|m| m.receipt > 0 && m.visible_at > now)
+                .count()
+        } else {
+            0
+        };
+        if in_flight >= MAX_IN_FLIGHT {
+            s.refusals.over_limit += 1;
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(&(t, seq)) = s.by_time.first() else {
+                break;
+            };
+            if t > now {
+                break;
+            }
+            s.by_time.remove(&(t, seq));
+            let cfg = s.cfg;
+            let Some(m) = s.msgs.get(&seq) else { continue };
+            if now.saturating_duration_since(m.sent_at) >= Duration::from_secs(cfg.retention_s) {
+                if let Some(m) = s.msgs.remove(&seq) {
+                    s.expired.push(m.body);
+                }
+                continue;
+            }
+            if m.receive_count >= cfg.max_receive_count {
+                if let Some(m) = s.msgs.remove(&seq) {
+                    s.dlq.push(Dead {
+                        body: m.body,
+                        cause: DeadCause::Redrive,
+                    });
+                }
+                continue;
+            }
+            let duplicate = cfg.duplicate_rate > 0.0 && s.rng.f64() < cfg.duplicate_rate;
+            let Some(m) = s.msgs.get_mut(&seq) else {
+                continue;
+            };
+            m.receive_count += 1;
+            m.receipt += 1;
+            m.received_at = Some(now);
+            // A duplicate: the message stays visible, so another poller may
+            // receive it while this copy is processed.
+            m.visible_at = if duplicate {
+                now
+            } else {
+                now + Duration::from_secs(u64::from(cfg.visibility_timeout_s))
+            };
+            let rec = to_record(seq, m);
+            let key = (m.visible_at, seq);
+            s.by_time.insert(key);
+            out.push(rec);
+            if duplicate {
+                break; // the same message must not come twice in one batch
+            }
+        }
+        if out.is_empty() {
+            s.requests.receive_empty += 1;
+        }
+        out
+    }
+
+    /// `DeleteMessageBatch` (one request).
+    pub fn delete_batch(&self, handles: &[String]) {
+        if handles.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        s.requests.delete += 1;
+        for h in handles {
+            let current =
+                parse_handle(h).filter(|(seq, r)| s.msgs.get(seq).is_some_and(|m| m.receipt == *r));
+            match current {
+                Some((seq, _)) => {
+                    if let Some(m) = s.msgs.remove(&seq) {
+                        s.by_time.remove(&(m.visible_at, seq));
+                    }
+                }
+                None => s.refusals.stale_deletes += 1,
+            }
+        }
+    }
+
+    /// `ChangeMessageVisibility`.
+    pub fn change_visibility(&self, handle: &str, wait: Duration) -> Result<(), QueueError> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.requests.change_visibility += 1;
+        let op = "ChangeMessageVisibility";
+        let secs = wait.as_secs();
+        let found = parse_handle(handle).and_then(|(seq, r)| {
+            let m = s.msgs.get(&seq)?;
+            (m.receipt == r && m.visible_at > now).then_some((seq, m.visible_at, m.received_at))
+        });
+        let Some((seq, old, received_at)) = found else {
+            s.refusals.visibility_refused += 1;
+            return Err(refused(
+                op,
+                "message not in flight or receipt handle is not the newest",
+            ));
+        };
+        if secs > u64::from(MAX_VISIBILITY_S) {
+            s.refusals.visibility_refused += 1;
+            return Err(refused(op, "VisibilityTimeout must be 0-43200"));
+        }
+        let new = now + Duration::from_secs(secs);
+        if received_at.is_some_and(|r| new > r + TWELVE_HOURS) {
+            s.refusals.visibility_refused += 1;
+            s.refusals.visibility_past_12h += 1;
+            return Err(refused(
+                op,
+                "total visibility would pass 12 hours since the receive",
+            ));
+        }
+        s.by_time.remove(&(old, seq));
+        s.by_time.insert((new, seq));
+        if let Some(m) = s.msgs.get_mut(&seq) {
+            m.visible_at = new;
+        }
+        Ok(())
+    }
+
+    /// When the next message becomes visible, if any is waiting.
+    pub fn next_visible(&self) -> Option<Instant> {
+        self.lock().by_time.first().map(|(t, _)| *t)
+    }
+
+    /// Messages still in the queue (visible, delayed or in flight).
+    pub fn len(&self) -> usize {
+        self.lock().msgs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bodies still in the queue.
+    pub fn remaining_bodies(&self) -> Vec<String> {
+        self.lock().msgs.values().map(|m| m.body.clone()).collect()
+    }
+
+    pub fn dlq(&self) -> Vec<Dead> {
+        self.lock().dlq.clone()
+    }
+
+    pub fn expired(&self) -> Vec<String> {
+        self.lock().expired.clone()
+    }
+
+    pub fn requests(&self) -> Requests {
+        self.lock().requests
+    }
+
+    pub fn refusals(&self) -> Refusals {
+        self.lock().refusals
+    }
+}
+
+fn to_record(seq: u64, m: &Msg) -> SqsMessage {
+    let mut r = SqsMessage::default();
+    r.message_id = Some(m.sqs_id.clone());
+    r.receipt_handle = Some(receipt_handle(seq, m.receipt));
+    r.body = Some(m.body.clone());
+    let mut attributes = HashMap::new();
+    attributes.insert(
+        "ApproximateReceiveCount".to_owned(),
+        m.receive_count.to_string(),
+    );
+    r.attributes = attributes;
+    r.message_attributes = m
+        .attrs
+        .iter()
+        .map(|(k, v)| {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value = v.string_value().map(str::to_owned);
+            a.data_type = Some(v.data_type().to_owned());
+            (k.clone(), a)
+        })
+        .collect();
+    r
+}
+
+impl Redeliver for SimQueue {
+    async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
+        self.change_visibility(receipt_handle, wait)
+    }
+
+    async fn dead_letter(
+        &self,
+        body: &str,
+        _attributes: Attributes,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let mut s = self.lock();
+        s.requests.send += 1;
+        s.dlq.push(Dead {
+            body: body.to_owned(),
+            cause: DeadCause::Consumer(reason.to_owned()),
+        });
+        Ok(())
+    }
+
+    async fn requeue(
+        &self,
+        body: &str,
+        attributes: Attributes,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.send(body.to_owned(), attributes, delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> QueueCfg {
+        QueueCfg {
+            visibility_timeout_s: 30,
+            max_receive_count: 2,
+            ..QueueCfg::default()
+        }
+    }
+
+    fn handle(r: &SqsMessage) -> String {
+        r.receipt_handle.clone().unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_receipt_handle_neither_deletes_nor_defers() {
+        let q = SimQueue::new(cfg(), 1);
+        q.send("a".into(), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let first = q.receive(10);
+        assert_eq!(first.len(), 1);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        let second = q.receive(10);
+        assert_eq!(second[0].attributes["ApproximateReceiveCount"], "2");
+        assert!(
+            q.change_visibility(&handle(&first[0]), Duration::from_secs(5))
+                .is_err()
+        );
+        q.delete_batch(&[handle(&first[0])]);
+        assert_eq!(q.len(), 1, "the old handle deleted nothing");
+        q.delete_batch(&[handle(&second[0])]);
+        assert!(q.is_empty());
+        assert_eq!(q.refusals().stale_deletes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redrive_after_max_receive_count_and_the_12_hour_cap() {
+        let q = SimQueue::new(cfg(), 1);
+        q.send("a".into(), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let r = q.receive(10);
+        // 12 h from the receive is allowed, a second later is not.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(q.change_visibility(&handle(&r[0]), TWELVE_HOURS).is_err());
+        assert!(
+            q.change_visibility(&handle(&r[0]), TWELVE_HOURS - Duration::from_secs(1))
+                .is_ok()
+        );
+        assert_eq!(q.refusals().visibility_past_12h, 1);
+        tokio::time::sleep(TWELVE_HOURS).await;
+        assert_eq!(q.receive(10).len(), 1); // second receive
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(q.receive(10).is_empty(), "third receive redrives");
+        assert_eq!(q.dlq().len(), 1);
+        assert_eq!(q.dlq()[0].cause, DeadCause::Redrive);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delay_is_capped_at_900_seconds() {
+        let q = SimQueue::new(cfg(), 1);
+        assert!(
+            q.send("a".into(), Attributes::new(), Duration::from_secs(901))
+                .is_err()
+        );
+        q.send("a".into(), Attributes::new(), Duration::from_secs(900))
+            .unwrap();
+        assert!(q.receive(10).is_empty());
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        assert_eq!(q.receive(10).len(), 1);
+    }
+}
