@@ -49,7 +49,11 @@ def test_small_profile_runs_the_seed_volume_for_at_most_three_dollars(report):
 
 def test_production_profile_bills_what_the_template_deploys(report):
     f = report["profiles"]["production"][str(SEED)]
-    assert "2 x cache.t4g.small" in f["lines"]["ElastiCache nodes"]["detail"]
+    # Env=production: a replica in a second AZ; the node type samconfig.toml's
+    # production environment deploys (else the template's default).
+    [(node_type, count)] = report["template"]["production"]["elasticache_nodes"]
+    assert count == 2 and node_type.startswith("cache.")
+    assert f"2 x {node_type}" in f["lines"]["ElastiCache nodes"]["detail"]
     assert f["lines"]["NAT gateway hours"]["quantity"] == 730
     assert f["lines"]["Secrets Manager"]["detail"].startswith("2 secrets")
     assert f["lines"]["CloudWatch custom metrics"]["quantity"] == pytest.approx(28, abs=0.01)

@@ -122,7 +122,32 @@ def metric_names() -> list[str]:
 # ---------------------------------------------------------------- template
 
 
-def template_for(profile: str) -> dict[str, Any]:
+SAMCONFIG = ROOT / "samconfig.toml"
+
+
+def deploy_parameters(profile: str, use_samconfig: bool = True) -> tuple[dict[str, str], str]:
+    """The parameter values a deploy of `profile` gives: samconfig.toml's
+    `[<profile>.deploy.parameters]` overrides when that environment exists,
+    else only Profile (and Env=production); every other parameter at its default."""
+    values = {"Env": "production"}
+    where = "template defaults, Env=production"
+    if use_samconfig and SAMCONFIG.exists():
+        import tomllib
+
+        env = tomllib.loads(SAMCONFIG.read_text()).get(profile, {}).get("deploy", {}).get("parameters", {})
+        overrides = env.get("parameter_overrides", [])
+        if isinstance(overrides, str):
+            overrides = overrides.split()
+        for item in overrides:
+            key, _, value = item.partition("=")
+            values[key] = value.strip('"')
+        if overrides:
+            where = f"samconfig.toml [{profile}.deploy.parameters], the rest at template defaults"
+    values["Profile"] = profile
+    return values, where
+
+
+def template_for(profile: str, values: dict[str, str] | None = None) -> dict[str, Any]:
     import logging
 
     import profiles
@@ -132,12 +157,13 @@ def template_for(profile: str) -> dict[str, Any]:
     logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 
     translated = translate.translate(translate.load_template(translate.TEMPLATE))
-    return profiles.resolve(translated, {"Profile": profile, "Env": "production"}, use_defaults=True)
+    values = values if values is not None else {"Profile": profile, "Env": "production"}
+    return profiles.resolve(translated, values, use_defaults=True)
 
 
 def param_value(t: dict[str, Any], v: Any) -> Any:
     if isinstance(v, dict) and "Ref" in v and v["Ref"] in t.get("Parameters", {}):
-        return t["Parameters"][v["Ref"]].get("Default")
+        return t.get("_values", {}).get(v["Ref"], t["Parameters"][v["Ref"]].get("Default"))
     return v
 
 
@@ -601,6 +627,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--backlogged", type=float, help="share of messages from backlogged accounts (default 0.10)")
     ap.add_argument("--profile", choices=PROFILES, help="print only this profile")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--template-defaults",
+        action="store_true",
+        help="ignore samconfig.toml's parameter overrides (template defaults only)",
+    )
     args = ap.parse_args(argv[1:])
 
     prices = json.loads(PRICES.read_text())
@@ -613,7 +644,12 @@ def main(argv: list[str]) -> int:
             return args.accounts
         return max(1, round(v * scen["seed_accounts"] / scen["seed_volume"]))
 
-    fs = {p: facts(template_for(p)) for p in PROFILES}
+    fs, where = {}, {}
+    for p in PROFILES:
+        values, where[p] = deploy_parameters(p, not args.template_defaults)
+        t = template_for(p, values)
+        t["_values"] = values
+        fs[p] = facts(t)
     volumes = list(scen["volumes"])
     if args.volume and args.volume not in volumes:
         volumes.append(args.volume)
@@ -630,6 +666,7 @@ def main(argv: list[str]) -> int:
             k: v["free_tier"] for k, v in prices["prices"].items() if v.get("free_tier", {}).get("kind") == "12_months"
         },
         "template": {p: {k: v for k, v in f.items() if k != "functions"} for p, f in fs.items()},
+        "parameters_from": where,
         "profiles": {p: {} for p in PROFILES},
     }
     for p in PROFILES:
@@ -646,6 +683,7 @@ def main(argv: list[str]) -> int:
     asked = args.volume or scen["seed_volume"]
     print(f"Monthly AWS bill from template.yaml, us-east-1 list prices as of {prices['as_of']} (entered by hand: check them)")
     print("Inputs: " + "; ".join(sources))
+    print("Parameters: " + "; ".join(f"{p}: {w}" for p, w in where.items()))
     for p in [args.profile] if args.profile else PROFILES:
         print_bill(p, report["profiles"][p][str(int(asked))])
     print("\nFree tiers counted (always free; as if the account used them for nothing else): " + ", ".join(report["free_tiers_counted"]))
