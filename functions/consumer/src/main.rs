@@ -4,11 +4,10 @@ use consumer::ports::OnlyFans;
 use consumer::process::{Deps, Settings};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::breaker::Breaker;
-use shared::config::{Config, TokenSource};
+use shared::config::Config;
 use shared::delivery::OnlyFansClient;
 use shared::limiter::RedisLimiter;
 use shared::queue::SqsQueue;
-use shared::secrets::SecretReader;
 use shared::store::RedisStore;
 use shared::telemetry::{self, Metrics};
 use std::sync::Arc;
@@ -33,21 +32,10 @@ fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let redis_url = match &config.redis_auth_secret_arn {
-        Some(arn) => {
-            let password = SecretReader::new(arn.as_str()).await.read().await?;
-            shared::secrets::redis_url_with_password(config.redis_url.expose(), password.expose())?
-        }
-        None => config.redis_url.expose().to_owned(),
-    };
+    // Secrets from Secrets Manager, SSM parameters or the environment (shared::ssm).
+    let redis_url = shared::ssm::redis_url(&config).await?;
     let conn = shared::store::connect(&redis_url).await?;
-    let (token, secrets) = match &config.onlyfans_token {
-        TokenSource::Plain(t) => (t.clone(), None),
-        TokenSource::SecretsManager(arn) => {
-            let reader = SecretReader::new(arn.as_str()).await;
-            (reader.read().await?, Some(reader))
-        }
-    };
+    let (token, secrets) = shared::ssm::onlyfans_token(&config).await?;
     let client = OnlyFansClient::new(
         config.onlyfans_api_url.clone(),
         token,

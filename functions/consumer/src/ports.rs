@@ -142,7 +142,7 @@ pub trait Upstream: Send + Sync {
 #[derive(Clone)]
 pub struct OnlyFans {
     pub client: OnlyFansClient,
-    pub secrets: Option<shared::secrets::SecretReader>,
+    pub secrets: Option<shared::ssm::SecretSource>,
 }
 
 impl Upstream for OnlyFans {

@@ -17,7 +17,6 @@ use shared::config::Config;
 use shared::limiter::RedisLimiter;
 use shared::outbox::{Outbox, REPLAY_BATCH, ResilientQueue};
 use shared::queue::{SqsQueue, sqs_client};
-use shared::secrets::{SecretReader, redis_url_with_password};
 use shared::store::{RedisStore, connect_lazy};
 use shared::telemetry::{self, Metrics};
 
@@ -82,15 +81,8 @@ fn v2_response(response: http::Response<Body>) -> ApiGatewayV2httpResponse {
     out
 }
 
-/// `REDIS_URL`, with the ElastiCache AUTH token from Secrets Manager when
-/// `REDIS_AUTH_SECRET_ARN` is set (in AWS).
+/// `REDIS_URL`, with the AUTH token from Secrets Manager
+/// (`REDIS_AUTH_SECRET_ARN`) or an SSM parameter (`REDIS_AUTH_PARAMETER`) in AWS.
 async fn redis_url(config: &Config) -> Result<String, Error> {
-    let Some(arn) = &config.redis_auth_secret_arn else {
-        return Ok(config.redis_url.expose().to_owned());
-    };
-    let password = SecretReader::new(arn.as_str()).await.read().await?;
-    Ok(redis_url_with_password(
-        config.redis_url.expose(),
-        password.expose(),
-    )?)
+    Ok(shared::ssm::redis_url(config).await?)
 }
