@@ -4,8 +4,11 @@
 What it reads:
 - the template, translated to CloudFormation by tests/template/translate.py
   and resolved per profile by tests/template/profiles.py (the same code the
-  template checks use), with every other parameter at its default and
-  Env=production: which resources exist, memory sizes, tracing, the schedule,
+  template checks use), with the parameter values samconfig.toml gives the
+  profile's environment ([small.deploy.parameters],
+  [production.deploy.parameters]) and the rest at their defaults (only the
+  defaults and Env=production with --template-defaults): which resources
+  exist, memory sizes, tracing, the schedule,
   the batching window, alarms and the metrics each reads, dashboards, log
   retention, secrets, ElastiCache nodes, VPC placement;
 - tools/cost/prices.json: us-east-1 list prices with their source and date,
@@ -229,7 +232,8 @@ class Bill:
     """Lines of one month's bill. Free tiers are applied per price key, across lines."""
 
     def __init__(self, prices: dict[str, Any]):
-        self.prices = prices["prices"]
+        # A copy: a bill may adjust a free tier for itself (logs storage).
+        self.prices = dict(prices["prices"])
         self.lines: dict[str, dict[str, Any]] = {}
         self.free_used: dict[str, float] = {}
 

@@ -127,11 +127,15 @@ pub fn tls_server(dir: &Path, port: u16, password: &str) -> Result<Server, Strin
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("redis-server could not start: {e}"))?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    listening(Server(child), "redis-server", port, Duration::from_secs(10))
+}
+
+/// `server` once something accepts connections on `port`, or an error after `wait`.
+fn listening(server: Server, what: &str, port: u16, wait: Duration) -> Result<Server, String> {
+    let deadline = Instant::now() + wait;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            return Err(format!("redis-server did not listen on {port}"));
+            return Err(format!("{what} did not listen on {port}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -171,13 +175,5 @@ pub fn moto_server(port: u16) -> Result<Server, String> {
                 moto_binary().display()
             )
         })?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("moto_server did not listen on {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(server)
+    listening(Server(child), "moto_server", port, Duration::from_secs(30))
 }
