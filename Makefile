@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ACCOUNT ?= acct_1
 
-.PHONY: dev test up down token bench lint fmt replay redrive
+.PHONY: dev test up down token bench lint fmt replay redrive cost
 
 dev: ## Run the whole stack in the foreground; Ctrl-C stops it
 	@scripts/stack.sh dev
@@ -29,6 +29,10 @@ replay: ## Move the producer's outbox (accepted while SQS was down) to the queue
 
 bench: ## Benchmarks: target/bench/report.{json,md}
 	@scripts/bench.sh
+
+cost: ## Monthly AWS bill per Profile from template.yaml: make cost [VOLUME=43200] [ACCOUNTS=50] [BACKLOGGED=0.1] [PROFILE=small]
+	@scripts/cost.sh $(if $(VOLUME),--volume $(VOLUME),) $(if $(ACCOUNTS),--accounts $(ACCOUNTS),) \
+	  $(if $(BACKLOGGED),--backlogged $(BACKLOGGED),) $(if $(PROFILE),--profile $(PROFILE),)
 
 lint: ## fmt check and clippy
 	cargo fmt --all -- --check

@@ -7,7 +7,9 @@
 #      (tests/template/translate.py, the same code the pytest checks use);
 #   2. cfn-lint the SAM template AND the translation: linting the SAM template
 #      alone does not look inside AWS::Serverless::Function (a wrong runtime or
-#      architecture passes), the translation does;
+#      architecture passes), the translation does; then the translation
+#      resolved for each Profile (production, small) ->
+#      target/template/translated-<profile>.json;
 #   3. `sam validate --lint`, only if the SAM CLI is on PATH.
 #
 # Any cfn-lint error or warning fails the script. (On the translation that
@@ -56,6 +58,15 @@ echo "== cfn-lint $TEMPLATE"
 if [[ -f "$TRANSLATED" && $status -eq 0 ]]; then
     echo "== cfn-lint $TRANSLATED"
     "$VENV/bin/cfn-lint" "$TRANSLATED" || status=1
+    # The translation as CloudFormation deploys it for each Profile (its
+    # conditions decided, the other profile's resources gone), linted too:
+    # tests/template/profiles.py.
+    for profile in production small; do
+        resolved="target/template/translated-$profile.json"
+        echo "== cfn-lint $resolved (Profile=$profile)"
+        "$PY" tests/template/profiles.py "$profile" "$TRANSLATED" "$resolved" >/dev/null &&
+            "$VENV/bin/cfn-lint" "$resolved" || status=1
+    done
 fi
 
 if command -v sam >/dev/null 2>&1; then

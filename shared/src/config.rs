@@ -78,6 +78,9 @@ pub enum TokenSource {
     Plain(Secret),
     /// `ONLYFANS_API_TOKEN_SECRET_ARN`: read from Secrets Manager at cold start.
     SecretsManager(String),
+    /// `ONLYFANS_API_TOKEN_PARAMETER`: an SSM `SecureString` parameter, read
+    /// at cold start (the template's small profile; `crate::ssm`).
+    SsmParameter(String),
 }
 
 /// Everything both functions read from the environment.
@@ -87,6 +90,9 @@ pub struct Config {
     pub redis_url: Secret,
     /// `REDIS_AUTH_SECRET_ARN`: in AWS, the ElastiCache AUTH token's secret.
     pub redis_auth_secret_arn: Option<String>,
+    /// `REDIS_AUTH_PARAMETER`: the Redis password's SSM `SecureString`
+    /// parameter (small profile); the secret ARN wins when both are set.
+    pub redis_auth_parameter: Option<String>,
     /// `QUEUE_URL`: the main queue.
     pub queue_url: Option<String>,
     /// `DLQ_URL`: the dead-letter queue.
@@ -183,6 +189,9 @@ pub const VARS: &[Var] = &[
     var("ONLYFANS_API_TOKEN", LOCAL_ONLYFANS_TOKEN),
     // When set, wins over ONLYFANS_API_TOKEN.
     optional("ONLYFANS_API_TOKEN_SECRET_ARN"),
+    // When set (and no secret ARN is), the token's SSM SecureString parameter.
+    optional("ONLYFANS_API_TOKEN_PARAMETER"),
+    optional("REDIS_AUTH_PARAMETER"),
     var("MAX_ATTEMPTS", "5"),
     var("MAX_RECEIVE_COUNT", "100"),
     var("AUTH_JWT_SECRET", LOCAL_JWT_SECRET),
@@ -287,9 +296,13 @@ impl Config {
                 name: "ONLYFANS_API_URL",
                 reason: format!("expected an http(s) URL (got {api_url:?})"),
             })?;
-        let onlyfans_token = match env.get("ONLYFANS_API_TOKEN_SECRET_ARN") {
-            Some(arn) => TokenSource::SecretsManager(arn),
-            None => TokenSource::Plain(Secret::new(env.value("ONLYFANS_API_TOKEN")?)),
+        let onlyfans_token = match (
+            env.get("ONLYFANS_API_TOKEN_SECRET_ARN"),
+            env.get("ONLYFANS_API_TOKEN_PARAMETER"),
+        ) {
+            (Some(arn), _) => TokenSource::SecretsManager(arn),
+            (None, Some(name)) => TokenSource::SsmParameter(name),
+            (None, None) => TokenSource::Plain(Secret::new(env.value("ONLYFANS_API_TOKEN")?)),
         };
         let redis_url = env.value("REDIS_URL")?;
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
@@ -323,6 +336,7 @@ impl Config {
         Ok(Self {
             redis_url: Secret::new(redis_url),
             redis_auth_secret_arn: env.get("REDIS_AUTH_SECRET_ARN"),
+            redis_auth_parameter: env.get("REDIS_AUTH_PARAMETER"),
             queue_url: env.get("QUEUE_URL"),
             dlq_url: env.get("DLQ_URL"),
             limiter,
@@ -467,5 +481,34 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(c.onlyfans_token, TokenSource::SecretsManager(_)));
+    }
+
+    /// Where each secret comes from: a Secrets Manager ARN, else an SSM
+    /// parameter (small profile), else the plain local value.
+    #[test]
+    fn secret_sources_in_order() {
+        let token = |vars: &[(&str, &str)]| cfg(vars).unwrap().onlyfans_token;
+        let param = (
+            "ONLYFANS_API_TOKEN_PARAMETER",
+            "/om/test/onlyfans-api-token",
+        );
+        let arn = ("ONLYFANS_API_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:x");
+        let plain = ("ONLYFANS_API_TOKEN", "t");
+        assert_eq!(
+            token(&[param, plain]),
+            TokenSource::SsmParameter("/om/test/onlyfans-api-token".into())
+        );
+        assert!(matches!(
+            token(&[param, arn]),
+            TokenSource::SecretsManager(_)
+        ));
+        assert_eq!(token(&[plain]), TokenSource::Plain(Secret::new("t")));
+
+        let c = cfg(&[("REDIS_AUTH_PARAMETER", "/om/test/redis-password")]).unwrap();
+        assert_eq!(
+            c.redis_auth_parameter.as_deref(),
+            Some("/om/test/redis-password")
+        );
+        assert_eq!(c.redis_auth_secret_arn, None);
     }
 }

@@ -31,6 +31,8 @@
 //! - [`clock`]: the one source of wall time; elapsed time and sleeps are tokio's (virtual in the simulation).
 //! - [`rollout`]: the feature flag and the stable-hash percentage rollout.
 //! - [`secrets`]: Secrets Manager reads (API token, Redis AUTH) at cold start.
+//! - [`ssm`]: SSM Parameter Store reads, and the one choice of where each secret
+//!   comes from (Secrets Manager, an SSM `SecureString`, or the plain local value).
 //! - [`tls`]: rustls with ring for the SDK, reqwest and redis-rs clients.
 //! - [`telemetry`]: JSON logs through `tracing` and CloudWatch EMF metrics.
 //! - [`keys`]: the Redis key layout (every key of an account shares one hash tag).
@@ -51,6 +53,7 @@ pub mod queue;
 pub mod redrive;
 pub mod rollout;
 pub mod secrets;
+pub mod ssm;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

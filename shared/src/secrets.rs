@@ -48,30 +48,6 @@ impl SecretReader {
     }
 }
 
-/// `REDIS_URL`, with the ElastiCache AUTH token from Secrets Manager when
-/// `REDIS_AUTH_SECRET_ARN` is set (in AWS). Both functions build their
-/// Redis URL here, once at cold start.
-pub async fn redis_url(
-    config: &crate::config::Config,
-    aws: &aws_config::SdkConfig,
-) -> Result<Secret, RedisUrlError> {
-    let Some(arn) = &config.redis_auth_secret_arn else {
-        return Ok(config.redis_url.clone());
-    };
-    let password = SecretReader::new(aws, arn.as_str()).read().await?;
-    redis_url_with_password(config.redis_url.expose(), password.expose())
-        .map(Secret::new)
-        .map_err(RedisUrlError::Url)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisUrlError {
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    #[error("{0}")]
-    Url(String),
-}
-
 /// Puts a password into a `redis://` or `rediss://` URL (ElastiCache AUTH).
 pub fn redis_url_with_password(url: &str, password: &str) -> Result<String, String> {
     let mut u = url::Url::parse(url).map_err(|e| format!("REDIS_URL: {e}"))?;

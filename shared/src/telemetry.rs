@@ -55,6 +55,10 @@ pub const VARS: &[Var] = &[
         name: "METRICS_DISABLED",
         default: Some("false"),
     },
+    Var {
+        name: "METRICS_BY_PRIORITY",
+        default: Some("true"),
+    },
 ];
 
 /// Lambda's application log levels, least severe first
@@ -316,6 +320,11 @@ pub struct Metrics {
     /// The `level` each EMF line carries, so that Lambda's log-level
     /// filtering never drops it ([`LambdaLevel::emf_level`]).
     level: LambdaLevel,
+    /// `METRICS_BY_PRIORITY` (default `true`): also send each metric by
+    /// `Priority`. Every dimension combination is a CloudWatch custom metric
+    /// billed by the month (7 names x 4 = 28 with it, 7 without); the
+    /// template's small profile turns it off (docs/cost.md).
+    by_priority: bool,
 }
 
 impl Metrics {
@@ -328,6 +337,17 @@ impl Metrics {
                 .map(|v| v != "true")
                 .unwrap_or(true),
             level: LambdaLevel::emf_level(lambda_level_from_env()),
+            by_priority: std::env::var("METRICS_BY_PRIORITY")
+                .map(|v| v != "false")
+                .unwrap_or(true),
+        }
+    }
+
+    /// The same metrics with or without the `Priority` dimension set.
+    pub fn with_priority_dimension(self, by_priority: bool) -> Self {
+        Self {
+            by_priority,
+            ..self
         }
     }
 
@@ -355,7 +375,11 @@ impl Metrics {
                 "Timestamp": now_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [["Priority"], []],
+                    "Dimensions": if self.by_priority {
+                        serde_json::json!([["Priority"], []])
+                    } else {
+                        serde_json::json!([[]])
+                    },
                     "Metrics": [{ "Name": metric.name(), "Unit": metric.unit() }],
                 }],
             },
@@ -652,5 +676,25 @@ mod tests {
         // For Lambda's log-level filtering: the same instant, RFC 3339.
         assert_eq!(d["timestamp"], "1970-01-01T00:00:01Z");
         assert_eq!(d["level"], "INFO");
+    }
+
+    /// Without the Priority set each name is one CloudWatch metric (the
+    /// dimensionless aggregate the alarms read); the priority stays in the
+    /// document as a plain property, for Logs Insights.
+    #[test]
+    fn emf_document_without_the_priority_dimension_set() {
+        let m = Metrics::new("NS", "consumer").with_priority_dimension(false);
+        let d = m.document(Metric::MessagesSent, 1.0, Priority::Low, 1000);
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([[]])
+        );
+        assert_eq!(d["Priority"], "low");
+        let by = Metrics::new("NS", "consumer").with_priority_dimension(true);
+        let d = by.document(Metric::MessagesSent, 1.0, Priority::Low, 1000);
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Priority"], []])
+        );
     }
 }

@@ -5,6 +5,10 @@ CloudFormation the SAM transform makes of it (`cfn`, see translate.py).
 Run: .venv/bin/python -m pytest tests/template
 Point SAM_TEMPLATE at another file to check that instead (how each assertion
 was seen to fail: a deliberately broken copy in a scratch directory).
+
+Every test runs once per `Profile` (production, small): `raw` and `cfn` are
+the template and its translation with that profile's conditions decided
+(profiles.py), as CloudFormation deploys them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pytest
 # translate.py sits beside this file; make it importable whatever pytest's
 # import mode or working directory.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import profiles  # noqa: E402
 import translate  # noqa: E402
 
 TEMPLATE = Path(os.environ.get("SAM_TEMPLATE", translate.TEMPLATE))
@@ -34,7 +39,6 @@ DLQ = "OutboundDLQ"
 # The names the functions read (CONTRACT.md plus the AWS-only ones).
 ENV_VARS = {
     "REDIS_URL",
-    "REDIS_AUTH_SECRET_ARN",
     "QUEUE_URL",
     "DLQ_URL",
     "RATE_LIMIT_PER_MINUTE",
@@ -42,12 +46,16 @@ ENV_VARS = {
     "RATE_LIMITER_ENABLED",
     "RATE_LIMITER_ROLLOUT_PERCENT",
     "ONLYFANS_API_URL",
-    "ONLYFANS_API_TOKEN_SECRET_ARN",
     "MAX_ATTEMPTS",
     "MAX_RECEIVE_COUNT",
     "LIMITER_CLOCK",
     "STATUS_TTL_SECONDS",
     "METRICS_NAMESPACE",
+}
+# Where each profile keeps the two secrets.
+SECRET_ENV_VARS = {
+    "production": {"REDIS_AUTH_SECRET_ARN", "ONLYFANS_API_TOKEN_SECRET_ARN"},
+    "small": {"REDIS_AUTH_PARAMETER", "ONLYFANS_API_TOKEN_PARAMETER"},
 }
 
 # Lambda's application log levels, least severe first (what
@@ -84,13 +92,28 @@ SAM_MANAGED_POLICIES = {
 
 
 @pytest.fixture(scope="session")
-def raw() -> dict[str, Any]:
+def template() -> dict[str, Any]:
     return translate.load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="session")
-def cfn(raw: dict[str, Any]) -> dict[str, Any]:
-    return translate.translate(raw)
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    return translate.translate(template)
+
+
+@pytest.fixture(scope="session", params=profiles.PROFILES)
+def profile(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def raw(template: dict[str, Any], profile: str) -> dict[str, Any]:
+    return profiles.for_profile(template, profile)
+
+
+@pytest.fixture(scope="session")
+def cfn(translated: dict[str, Any], profile: str) -> dict[str, Any]:
+    return profiles.for_profile(translated, profile)
 
 
 # ------------------------------------------------------------------- helpers
@@ -259,15 +282,25 @@ def test_functions_are_rust_on_al2023_arm64(raw, cfn, function, binary):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_functions_get_every_configuration_variable(cfn, function):
+def test_functions_get_every_configuration_variable(cfn, profile, function):
     variables = props(cfn, function).get("Environment", {}).get("Variables", {})
-    missing = ENV_VARS - set(variables)
+    missing = (ENV_VARS | SECRET_ENV_VARS[profile]) - set(variables)
     assert not missing, f"{function} lacks {sorted(missing)}"
+    other = set().union(*SECRET_ENV_VARS.values()) - SECRET_ENV_VARS[profile]
+    assert not (other & set(variables)), f"{function} has the other profile's {sorted(other & set(variables))}"
     # In AWS the HTTP API's JWT authorizer verifies tokens; a shared HS256
     # secret would be a second, weaker way in.
     assert "AUTH_JWT_SECRET" not in variables
     assert variables.get("AUTH_REQUIRE_AUTHORIZER") == "true", "claims must only come from the authorizer"
     redis_url = variables["REDIS_URL"]
+    if profile == "small":
+        # The external Redis: a parameter that only takes rediss:// URLs.
+        assert ref_target(redis_url) == "RedisUrl"
+        assert cfn["Parameters"]["RedisUrl"]["AllowedPattern"].startswith("^(rediss://"), (
+            "Redis must be reached over TLS"
+        )
+        assert variables.get("LIMITER_CLOCK") == "client", "a serverless Redis may refuse TIME in scripts"
+        return
     sub = redis_url.get("Fn::Sub") if isinstance(redis_url, dict) else redis_url
     assert isinstance(sub, str) and sub.startswith("rediss://"), "Redis must be reached over TLS"
     assert "RedisReplicationGroup.PrimaryEndPoint.Address" in sub
@@ -388,7 +421,18 @@ def test_queues_are_encrypted(cfn):
 # --------------------------------------------------------------------- Redis
 
 
-def test_redis_is_encrypted_and_authenticated(cfn):
+def test_small_profile_has_no_vpc_nor_elasticache(cfn, profile):
+    if profile != "small":
+        pytest.skip("production runs in the VPC")
+    for f in FUNCTIONS:
+        assert "VpcConfig" not in props(cfn, f), f"{f} is in a VPC (a NAT gateway to reach anything)"
+    for type_ in ("AWS::ElastiCache::ReplicationGroup", "AWS::EC2::SecurityGroup", "AWS::SecretsManager::Secret"):
+        assert not resources(cfn, type_), f"the small profile has {type_}"
+
+
+def test_redis_is_encrypted_and_authenticated(cfn, profile):
+    if profile == "small":
+        pytest.skip("external Redis: TLS is the RedisUrl pattern, AUTH the SSM parameter")
     groups = resources(cfn, "AWS::ElastiCache::ReplicationGroup")
     assert groups, "no ElastiCache replication group"
     assert not resources(cfn, "AWS::ElastiCache::ServerlessCache"), (
@@ -405,7 +449,9 @@ def test_redis_is_encrypted_and_authenticated(cfn):
         )
 
 
-def test_redis_port_is_open_only_to_the_functions(cfn):
+def test_redis_port_is_open_only_to_the_functions(cfn, profile):
+    if profile == "small":
+        pytest.skip("no VPC, no security groups in the small profile")
     group = next(iter(resources(cfn, "AWS::ElastiCache::ReplicationGroup").values()))["Properties"]
     redis_sgs = {ref_target(sg) for sg in group["SecurityGroupIds"]}
     function_sgs = {
@@ -452,7 +498,7 @@ def test_no_wildcards_in_any_inline_statement_after_translation(cfn):
     assert not problems, "wildcards in IAM statements:\n" + "\n".join(problems)
 
 
-def test_only_sam_added_managed_policies_and_each_for_its_reason(raw, cfn):
+def test_only_sam_added_managed_policies_and_each_for_its_reason(raw, cfn, profile):
     # We name no managed policy ourselves...
     for name, res in resources(raw, "AWS::Serverless::Function").items():
         for pol in as_list(res.get("Properties", {}).get("Policies", [])):
@@ -473,23 +519,58 @@ def test_only_sam_added_managed_policies_and_each_for_its_reason(raw, cfn):
             function = function_roles.get(role)
             assert function, f"{role}: {name} is only expected on a function role"
             p = props(cfn, function)
+            if reason == "vpc" and profile == "small":
+                # SAM attaches it whenever VpcConfig is present, and an Fn::If
+                # on the profile is present; it is decided later, by
+                # CloudFormation. Without a VPC config the role's ENI rights
+                # are the same as production's: identical least privilege.
+                assert p.get("VpcConfig") is None
+                continue
             if reason == "vpc":
                 assert p.get("VpcConfig"), f"{function} is not in a VPC but has {name}"
             if reason == "tracing":
                 assert p.get("TracingConfig", {}).get("Mode") == "Active"
 
 
-def test_producer_may_only_send_and_read_queue_attributes(cfn):
+# The SSM parameters the small profile reads (their ARNs end so).
+REDIS_PARAMETER = "parameter/outbound-messages/${Env}/redis-password"
+TOKEN_PARAMETER = "parameter/outbound-messages/${Env}/onlyfans-api-token"
+
+
+def ssm_parameters(statements: list[dict[str, Any]]) -> set[str]:
+    """The parameter names ssm actions are allowed on, and fails on any other ssm action."""
+    out = set()
+    for s in statements:
+        actions = {a for a in as_list(s.get("Action", [])) if a.lower().startswith("ssm:")}
+        if not actions:
+            continue
+        assert actions == {"ssm:GetParameter"}, f"ssm actions {sorted(actions)}"
+        for r in as_list(s["Resource"]):
+            text = r.get("Fn::Sub") if isinstance(r, dict) else r
+            prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+            assert text.startswith(prefix), f"{text}: this account and region only"
+            out.add(text.removeprefix(prefix))
+    return out
+
+
+def test_producer_may_only_send_and_read_queue_attributes(cfn, profile):
     g = grants(role_statements(cfn, role_of(cfn, PRODUCER)))
     sqs = {a for a in g if a.lower().startswith("sqs:")}
     assert sqs <= {"sqs:SendMessage", "sqs:GetQueueAttributes"}, f"producer has {sorted(sqs)}"
     assert MAIN_QUEUE in g.get("sqs:SendMessage", set())
     assert g["sqs:SendMessage"] == {MAIN_QUEUE}, "the producer sends to the main queue only"
     assert {MAIN_QUEUE, DLQ} <= g.get("sqs:GetQueueAttributes", set())
-    assert g.get("secretsmanager:GetSecretValue") == {"RedisAuthSecret"}
+    statements = role_statements(cfn, role_of(cfn, PRODUCER))
+    if profile == "small":
+        assert "secretsmanager:GetSecretValue" not in g
+        assert ssm_parameters(statements) == {REDIS_PARAMETER}
+        assert not any(a.startswith("kms:") for a in g), "aws/ssm's key policy already allows decrypting via SSM"
+    else:
+        assert g.get("secretsmanager:GetSecretValue") == {"RedisAuthSecret"}
+        assert not ssm_parameters(statements)
 
 
-def test_consumer_has_what_it_needs_on_each_queue_and_secret(cfn):
+def test_consumer_has_what_it_needs_on_each_queue_and_secret(cfn, profile):
     g = grants(role_statements(cfn, role_of(cfn, CONSUMER)))
     for action in (
         "sqs:ReceiveMessage",
@@ -502,7 +583,14 @@ def test_consumer_has_what_it_needs_on_each_queue_and_secret(cfn):
     assert g["sqs:SendMessage"] == {MAIN_QUEUE, DLQ}
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert g[action] == {MAIN_QUEUE}, f"{action} only on the main queue"
-    assert g.get("secretsmanager:GetSecretValue") == {"OnlyFansApiTokenSecret", "RedisAuthSecret"}
+    statements = role_statements(cfn, role_of(cfn, CONSUMER))
+    if profile == "small":
+        assert "secretsmanager:GetSecretValue" not in g
+        assert ssm_parameters(statements) == {REDIS_PARAMETER, TOKEN_PARAMETER}
+        assert not any(a.startswith("kms:") for a in g)
+    else:
+        assert g.get("secretsmanager:GetSecretValue") == {"OnlyFansApiTokenSecret", "RedisAuthSecret"}
+        assert not ssm_parameters(statements)
 
 
 # ------------------------------------------------------------------ HTTP API
@@ -656,6 +744,10 @@ def test_dashboard_has_the_operational_widgets(cfn):
     assert all(s in text for s in ("MessagesSent", "MessagesFailed", "MessagesDead", "UpstreamLatency", "p99"))
 
 
-def test_outputs(cfn):
-    assert {"ApiUrl", "QueueUrl", "DlqUrl", "DashboardUrl", "OnlyFansApiTokenSecretArn"} <= set(cfn["Outputs"])
+def test_outputs(cfn, profile):
+    secret_outputs = {
+        "production": {"OnlyFansApiTokenSecretArn"},
+        "small": {"OnlyFansApiTokenParameterName", "RedisPasswordParameterName"},
+    }[profile]
+    assert {"ApiUrl", "QueueUrl", "DlqUrl", "DashboardUrl"} | secret_outputs <= set(cfn["Outputs"])
     assert "#dashboards:name=" in str(cfn["Outputs"]["DashboardUrl"]["Value"])

@@ -7,11 +7,10 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::breaker::Breaker;
 use shared::clock::Clock;
-use shared::config::{Config, TokenSource};
+use shared::config::Config;
 use shared::delivery::{Jitter, OnlyFansClient};
 use shared::limiter::RedisLimiter;
 use shared::queue::SqsQueue;
-use shared::secrets::SecretReader;
 use shared::store::RedisStore;
 use shared::telemetry::{self, Metrics};
 use std::sync::Arc;
@@ -44,16 +43,13 @@ pub async fn build(config: &Config) -> Result<LiveDeps, Error> {
     // Loaded once: the SQS and Secrets Manager clients share it (and its
     // HTTP connection pool).
     let aws = shared::tls::sdk_config().await;
-    let redis_url = shared::secrets::redis_url(config, &aws).await?;
+    // Secrets from Secrets Manager, SSM parameters or the environment.
+    let redis_url = shared::ssm::redis_url(config, &aws).await?;
     let conn = shared::store::connect(redis_url.expose()).await?;
-    let mut upstream = match &config.onlyfans_token {
-        TokenSource::Plain(token) => upstream_client(config, token.clone())?,
-        TokenSource::SecretsManager(arn) => {
-            let reader = SecretReader::new(&aws, arn.as_str());
-            upstream_client(config, reader.read().await?)?.with_token_source(reader)
-        }
-    };
-    upstream = upstream.with_clock(clock);
+    let (token, token_source) = shared::ssm::onlyfans_token(config, &aws).await?;
+    let upstream = upstream_client(config, token)?
+        .with_token_source(token_source)
+        .with_clock(clock);
     let queue = SqsQueue::new(
         shared::queue::sqs_client(&aws),
         config.require_queue_url()?,

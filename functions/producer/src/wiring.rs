@@ -41,7 +41,7 @@ pub async fn run() -> Result<(), Error> {
 pub async fn build(config: &Config) -> Result<(LiveApp, SqsQueue, Outbox), Error> {
     // Loaded once: the SQS and Secrets Manager clients share it.
     let aws = shared::tls::sdk_config().await;
-    let redis = connect_lazy(shared::secrets::redis_url(config, &aws).await?.expose())?;
+    let redis = connect_lazy(shared::ssm::redis_url(config, &aws).await?.expose())?;
     let sqs = SqsQueue::new(
         sqs_client(&aws),
         config.require_queue_url()?,

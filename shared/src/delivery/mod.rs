@@ -13,7 +13,7 @@ pub mod policy;
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::message::QueueMessage;
-use crate::secrets::SecretReader;
+use crate::ssm::SecretSource;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::RwLock;
@@ -144,9 +144,9 @@ pub struct OnlyFansClient {
     http: reqwest::Client,
     base: url::Url,
     token: Arc<RwLock<Secret>>,
-    /// Where the token is read again after a 401 (Secrets Manager in AWS;
-    /// none locally, where it never changes).
-    token_source: Option<SecretReader>,
+    /// Where the token is read again after a 401 (Secrets Manager or SSM in
+    /// AWS; none locally, where it never changes).
+    token_source: Option<SecretSource>,
     /// Wall time for `Retry-After` dates.
     clock: Clock,
 }
@@ -183,8 +183,8 @@ impl OnlyFansClient {
     }
 
     /// Reads the token again from `source` after a 401.
-    pub fn with_token_source(mut self, source: SecretReader) -> Self {
-        self.token_source = Some(source);
+    pub fn with_token_source(mut self, source: Option<SecretSource>) -> Self {
+        self.token_source = source;
         self
     }
 
