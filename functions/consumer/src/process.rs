@@ -264,8 +264,7 @@ where
                 let wait = policy::held_claim_wait(left);
                 info!(
                     wait_ms = wait.as_millis() as u64,
-                    why = DeferReason::Held.as_str(),
-                    "deferred"
+                    "another delivery holds this message; deferring"
                 );
                 return self.defer_only(env, wait).await;
             }
@@ -316,7 +315,7 @@ where
             let decision = match self.limiter.acquire(&msg.account_id, msg.priority).await {
                 Ok(d) => d,
                 Err(e) => {
-                    error!(error = %e, "limiter unavailable: nothing is sent without a token");
+                    error!(error = %e, "limiter unavailable: failing closed, nothing is sent without a token");
                     return Err(self.defer_only(env, policy::UNAVAILABLE_DEFER).await);
                 }
             };
@@ -629,7 +628,7 @@ where
 
     /// Redis did not answer: fail closed, and look again soon.
     async fn unavailable(&self, env: &Envelope<'_>, error: &str) -> Disposition {
-        error!(error, why = DeferReason::Unavailable.as_str(), "deferred");
+        error!(error, "redis unavailable: failing closed");
         self.defer_only(env, policy::UNAVAILABLE_DEFER).await
     }
 

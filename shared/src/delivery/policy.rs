@@ -64,15 +64,13 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// ... and never less than this (SQS visibility counts whole seconds).
 pub const BACKOFF_FLOOR: Duration = Duration::from_secs(1);
-/// Why a message waits (logged with each deferral).
+/// Why a message waits (logged with each deferral that records `deferred`;
+/// a record hidden only for a moment, while Redis does not answer or another
+/// delivery holds its claim, logs its own line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeferReason {
     /// `RATE_LIMITER_ENABLED=false`.
     DeliveryPaused,
-    /// Redis (store or limiter) did not answer: nothing is sent without it.
-    Unavailable,
-    /// Another delivery of the same message holds its claim.
-    Held,
     /// The upstream's circuit breaker is open.
     CircuitOpen,
     /// The account's bucket is empty: the message waits for its slot.
@@ -89,8 +87,6 @@ impl DeferReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DeferReason::DeliveryPaused => "delivery paused (RATE_LIMITER_ENABLED=false)",
-            DeferReason::Unavailable => "redis unavailable: failing closed",
-            DeferReason::Held => "another delivery holds this message",
             DeferReason::CircuitOpen => "upstream circuit open",
             DeferReason::RateLimited => "rate limited",
             DeferReason::AccountPaused => "account paused by the upstream's Retry-After",
