@@ -16,6 +16,16 @@
 # the consumer logs each message it dead-letters at ERROR, and messages of
 # the tests before may still be retrying.)
 #
+# Every check but use_after_free: `DELETE /v1/messages/{id}` cancels, and the
+# contract keeps the cancelled message readable (200, status `cancelled`),
+# where that check expects a 404 after any DELETE.
+#
+# One worker: with two, Schemathesis's coverage phase failed with a
+# "Runtime Error: AST constructor recursion depth mismatch" (Hypothesis
+# parsing a lambda's source while another thread did the same) once the
+# admin routes added path parameters; with one it ran clean
+# (--include-path-regex 'admin|limits', 8027 cases, 0 errors).
+#
 # Bounded for `make test`: API_FUZZ_MAX_EXAMPLES cases per operation and
 # phase (default 25), API_FUZZ_MAX_TIME seconds at most (default 100).
 # API_FUZZ_SEED replays a run (Schemathesis prints the seed it used).
@@ -31,32 +41,69 @@ log_start=$(wc -l <"$log_file" 2>/dev/null || echo 0)
 seed=()
 [[ -n "${API_FUZZ_SEED:-}" ]] && seed=(--seed "$API_FUZZ_SEED")
 
-status=0
-# From the report dir: Schemathesis and Hypothesis keep their caches
-# (.schemathesis/, .hypothesis/: earlier failures, replayed first) in the
-# working directory, which keeps them under target/.
-cd "$report_dir"
-SCHEMATHESIS_HOOKS=api_fuzz_hooks PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" \
-  "$VENV/bin/st" run "$ROOT/openapi.yaml" \
-  --url "$PRODUCER_URL" \
-  -H "Authorization: Bearer $token" \
-  --checks all \
-  --generation-codec ascii \
-  --max-examples "${API_FUZZ_MAX_EXAMPLES:-25}" \
-  --max-time "${API_FUZZ_MAX_TIME:-100}" \
-  --request-timeout 20 \
-  --workers 2 \
-  --report junit --report-dir "$report_dir" \
-  "${seed[@]}" || status=$?
+# One Schemathesis run; its output is kept for emulator_drop_only below.
+fuzz() {
+  local out="$1"
+  (
+    # From the report dir: Schemathesis and Hypothesis keep their caches
+    # (.schemathesis/, .hypothesis/: earlier failures, replayed first) in the
+    # working directory, which keeps them under target/.
+    cd "$report_dir"
+    SCHEMATHESIS_HOOKS=api_fuzz_hooks PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" \
+      "$VENV/bin/st" run "$ROOT/openapi.yaml" \
+      --url "$PRODUCER_URL" \
+      -H "Authorization: Bearer $token" \
+      --checks all \
+      --exclude-checks use_after_free \
+      --generation-codec ascii \
+      --max-examples "${API_FUZZ_MAX_EXAMPLES:-25}" \
+      --max-time "${API_FUZZ_MAX_TIME:-100}" \
+      --request-timeout 20 \
+      --workers 1 \
+      --report junit --report-dir "$report_dir" \
+      "${seed[@]}"
+  ) 2>&1 | tee "$out"
+  return "${PIPESTATUS[0]}"
+}
 
-if [[ -f "$log_file" ]]; then
-  if tail -n "+$((log_start + 1))" "$log_file" | grep -E 'panicked|"message":"request".*"status":5[0-9]{2}' >"$report_dir/log-errors.txt"; then
-    echo "api-fuzz: a panic or a 5xx in the function's log while the fuzzer ran (target/api-fuzz/log-errors.txt):" >&2
-    head -n 20 "$report_dir/log-errors.txt" >&2
-    status=1
-  fi
-else
-  echo "api-fuzz: no function log at $log_file; cannot check it for errors" >&2
+# The function's own log since the run began: a panic or a 5xx it answered.
+function_errors() {
+  [[ -f "$log_file" ]] || { echo "api-fuzz: no function log at $log_file; cannot check it for errors" >&2; return 1; }
+  tail -n "+$((log_start + 1))" "$log_file" | grep -E 'panicked|"message":"request".*"status":5[0-9]{2}' >"$report_dir/log-errors.txt"
+}
+
+# `cargo lambda watch` (1.9.2) sometimes answers 500 itself although the
+# function answered 200. Our reading of its source: its runtime API replies to the function's response
+# POST before it has read the body, and a large body (a page of campaign
+# messages, ~40-200 KB) is then cut off (here: 1 of 200 GETs of a 185 KB
+# page; docs/testing.md). Not the product's error, and AWS has no such
+# step. True when every failure of the run is exactly that: only server-error
+# and content-type findings, each answered with cargo-lambda's own
+# text/plain problem body, as many as cargo-lambda logged failed responses,
+# and no 5xx or panic in the function's own log.
+emulator_drop_only() {
+  local out="$1" cases bodies drops
+  cases=$(grep -cE '^[0-9]+\. Test Case ID:' "$out" || true)
+  bodies=$(grep -cF '`{"type":"https://httpstatuses.com/500","status":500,"title":"Internal Server Error"}`' "$out" || true)
+  drops=$(tail -n "+$((log_start + 1))" "$log_file" 2>/dev/null | grep -c 'response failed classification=Status code: 500' || true)
+  ((cases > 0 && bodies == cases && drops >= cases)) || return 1
+  ! sed -n '/^Failures:/,/^$/p' "$out" | grep -E '❌' | grep -vqE 'ST101 Server error|ST105 Undocumented Content-Type'
+}
+
+status=0
+fuzz "$report_dir/run-1.txt" || status=$?
+if ((status != 0)) && ! function_errors && emulator_drop_only "$report_dir/run-1.txt"; then
+  echo "api-fuzz: every failure above is cargo lambda watch's own 500 for a response the function answered with 200 (see docs/testing.md); running again once with a new seed" >&2
+  seed=()
+  log_start=$(wc -l <"$log_file" 2>/dev/null || echo 0)
+  status=0
+  fuzz "$report_dir/run-2.txt" || status=$?
+fi
+
+if function_errors; then
+  echo "api-fuzz: a panic or a 5xx in the function's log while the fuzzer ran (target/api-fuzz/log-errors.txt):" >&2
+  head -n 20 "$report_dir/log-errors.txt" >&2
   status=1
 fi
+[[ -f "$log_file" ]] || status=1
 exit "$status"

@@ -12,10 +12,15 @@
 # that `make test`/`make dev` use) and shares only the Redis server, in its
 # own database (BENCH_REDIS_DB, default 9: other stacks' global keys such as
 # the outbox stream stay apart), with account ids unique to the run; the
-# run's Redis keys are deleted at the end. The SQS-compatible server is the
-# project's moto, started through tools/bench/moto_server.py, which removes
-# two costs proportional to the queue's length (see that file; BENCH_STOCK_MOTO=1
-# uses the stock server). Every knob can be overridden with its BENCH_* variable.
+# run's Redis keys are deleted at the end. Every knob can be overridden with
+# its BENCH_* variable.
+#
+# This script builds, then runs `bench` subcommands (tools/bench) in order;
+# the stacks are theirs: `bench stack up|down` starts and stops the run's
+# stack (its own SQS-compatible server, tools/bench/moto_server.py, which
+# removes two costs proportional to the queue's length, or the stock one with
+# BENCH_STOCK_MOTO=1; then scripts/stack.sh), and `bench accuracy-pair` runs
+# the naive baseline on a stack of its own beside the spread run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -70,45 +75,7 @@ apt_install() { # apt_install PACKAGE...
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
 
-STACK_UP=""
-POLLER_STOPPED=""
-MOTO_PID=""
-stack_pid() { sed -n "s/^$1 //p" "$STACK_DIR/pids" 2>/dev/null | tail -n 1; }
-stack_down() {
-  if [[ -n "$POLLER_STOPPED" ]]; then kill -CONT "$POLLER_STOPPED" 2>/dev/null || true; POLLER_STOPPED=""; fi
-  if [[ -n "$STACK_UP" ]]; then "$ROOT/scripts/stack.sh" down || true; STACK_UP=""; fi
-  if [[ -n "$MOTO_PID" ]]; then
-    kill -TERM "$MOTO_PID" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$MOTO_PID" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL "$MOTO_PID" 2>/dev/null || true
-    MOTO_PID=""
-  fi
-}
-stack_up() { # stack_up LABEL: a fresh stack (its own SQS server, queue and stub)
-  QUEUE_NAME="bench-$1"
-  export QUEUE_NAME
-  unset QUEUE_URL DLQ_URL
-  if port_open 127.0.0.1 "$SQS_PORT"; then
-    say "port $SQS_PORT is taken: set BENCH_SQS_PORT"; exit 1
-  fi
-  if [[ -z "${BENCH_STOCK_MOTO:-}" ]]; then
-    mkdir -p "$STACK_DIR/logs"
-    "$VENV/bin/python" "$ROOT/tools/bench/moto_server.py" -H 127.0.0.1 -p "$SQS_PORT" \
-      >"$STACK_DIR/logs/moto-bench.log" 2>&1 </dev/null &
-    MOTO_PID=$!
-    wait_for 30 "the SQS-compatible server" port_open 127.0.0.1 "$SQS_PORT"
-  fi
-  STACK_UP=1
-  "$ROOT/scripts/stack.sh" up
-  # shellcheck disable=SC1091
-  source "$STACK_DIR/stack.env"
-  # The outbox replayer is not measured here; it only adds a Redis poll.
-  local replay
-  replay="$(stack_pid replay)"
-  if [[ -n "$replay" ]]; then kill -TERM "$replay" 2>/dev/null || true; fi
-}
 REDIS_PID=""
-NAIVE_PID=""
 declare -A BUILD_PIDS=()
 cleanup() {
   local rc=$? pid
@@ -116,9 +83,12 @@ cleanup() {
     kill -TERM -- "-$pid" 2>/dev/null || true
     kill -CONT -- "-$pid" 2>/dev/null || true # a paused build cannot act on TERM
   done
-  if [[ -n "$NAIVE_PID" ]]; then kill -TERM "$NAIVE_PID" 2>/dev/null || true; wait "$NAIVE_PID" 2>/dev/null || true; fi
-  stack_down
-  if [[ -x "$BENCH" ]]; then "$BENCH" cleanup --prefix "$RUN_ID" || true; fi
+  if [[ -x "$BENCH" ]]; then
+    # Whatever stack is still up (an interrupted run's), then the run's keys.
+    "$BENCH" stack down --stack-dir "$NAIVE_STACK_DIR" || true
+    "$BENCH" stack down || true
+    "$BENCH" cleanup --prefix "$RUN_ID" || true
+  fi
   if [[ -n "$REDIS_PID" ]]; then kill -TERM "$REDIS_PID" 2>/dev/null || true; fi
   exit "$rc"
 }
@@ -127,8 +97,6 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/report.md "$OUT"/accuracy.png
-# A stack left behind by an interrupted run (only ours: our own STACK_DIR).
-if [[ -f "$STACK_DIR/pids" ]]; then "$ROOT/scripts/stack.sh" down || true; fi
 
 # Builds: three trees, side by side at different priorities, so that one
 # fills the cores another leaves idle (downloads, build scripts, the
@@ -214,84 +182,49 @@ wait_builds release-build debug-build
   --naive-in-process-wait-ms "$NAIVE_IN_PROCESS_WAIT_MS"
 
 step "stack (spread deferral) on :$LAMBDA_PORT, :$SQS_PORT, :$STUB_PORT"
-export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS="$SPREAD_IN_PROCESS_WAIT_MS" \
-  VISIBILITY_TIMEOUT="$SPREAD_VISIBILITY_TIMEOUT"
-stack_up spread
+"$BENCH" stack up --label spread --strategy spread \
+  --in-process-wait-ms "$SPREAD_IN_PROCESS_WAIT_MS" --visibility-timeout "$SPREAD_VISIBILITY_TIMEOUT"
+# shellcheck disable=SC1091
+source "$STACK_DIR/stack.env"
 signal_build STOP arm64-build
 
 step "4. end to end"
 "$BENCH" e2e --out "$OUT/e2e.json" --prefix "$RUN_ID"
 
-step "3b. intake over HTTP (wrk; poller paused)"
-POLLER_STOPPED="$(stack_pid poller)"
-kill -STOP "$POLLER_STOPPED"
-BENCH_TOKEN="$("$ROOT/target/debug/devctl" token "$RUN_ID-wrk" --ttl 3600)"
-export BENCH_TOKEN
-wrk_json() { # wrk_json CONNECTIONS SECONDS OUTFILE
-  "$BENCH" wrk --url "$PRODUCER_URL/v1/messages" --script "$ROOT/tools/bench/wrk-post.lua" \
-    --connections "$1" --seconds "$2" --out "$3"
-}
-# The baseline: SendMessage alone against the same server (a queue of its
-# own), 32 at a time.
-"$BENCH" sqs-send --out "$OUT/sqs-send.json" --seconds 5 --concurrency 32
-wrk_json 32 3 "$OUT/wrk-warmup.json"
-wrk_json 1 5 "$OUT/wrk-c1.json"
-wrk_json 32 "$WRK_SECONDS" "$OUT/wrk-c32.json"
-rm -f "$OUT/wrk-warmup.json"
-"$BENCH" purge
-kill -CONT "$POLLER_STOPPED"
-POLLER_STOPPED=""
+step "3b. intake over HTTP (SendMessage alone, then wrk; poller paused)"
+"$BENCH" intake-http --out-dir "$OUT" --prefix "$RUN_ID" \
+  --script "$ROOT/tools/bench/wrk-post.lua" --wrk-seconds "$WRK_SECONDS"
 
 # From here to the accuracy runs' end the CPU is mostly idle: the zips build.
 signal_build CONT arm64-build
 
-naive_run() { # the naive baseline, on a stack of its own beside the spread one
-  trap stack_down EXIT
-  trap 'exit 130' INT TERM
-  STACK_UP="" MOTO_PID="" POLLER_STOPPED=""
-  export LAMBDA_PORT="$NAIVE_LAMBDA_PORT" SQS_PORT="$NAIVE_SQS_PORT" \
-    STUB_PORT="$NAIVE_STUB_PORT" STACK_DIR="$NAIVE_STACK_DIR"
-  unset AWS_ENDPOINT_URL_SQS ONLYFANS_API_URL PRODUCER_URL CONSUMER_INVOKE_URL QUEUE_URL DLQ_URL
-  source "$ROOT/scripts/env.sh"
-  export DEFERRAL_STRATEGY=naive IN_PROCESS_WAIT_MS="$NAIVE_IN_PROCESS_WAIT_MS" \
-    VISIBILITY_TIMEOUT="$NAIVE_VISIBILITY_TIMEOUT"
-  stack_up naive
-  "$BENCH" accuracy --label naive --prefix "$RUN_ID" --out "$OUT/accuracy-naive.json" \
-    --poller-log "$STACK_DIR/logs/poller.log"
-}
-
 step "2. accuracy: spread deferral and, beside it, the naive baseline (DEFERRAL_STRATEGY=naive, VISIBILITY_TIMEOUT=${NAIVE_VISIBILITY_TIMEOUT}s) on :$NAIVE_LAMBDA_PORT, :$NAIVE_SQS_PORT, :$NAIVE_STUB_PORT; arm64 zips building at nice 19"
-# Side by side, in one window: both are paced by the rate limit (the naive
-# one by its visibility timeouts too) and leave most of the CPU idle.
-if [[ -f "$NAIVE_STACK_DIR/pids" ]]; then STACK_DIR="$NAIVE_STACK_DIR" "$ROOT/scripts/stack.sh" down || true; fi
-naive_run >"$OUT/accuracy-naive.log" 2>&1 </dev/null &
-NAIVE_PID=$!
-"$BENCH" accuracy --label spread --prefix "$RUN_ID" --out "$OUT/accuracy-spread.json" \
-  --poller-log "$STACK_DIR/logs/poller.log"
+"$BENCH" accuracy-pair --out-dir "$OUT" --prefix "$RUN_ID" \
+  --naive-lambda-port "$NAIVE_LAMBDA_PORT" --naive-sqs-port "$NAIVE_SQS_PORT" \
+  --naive-stub-port "$NAIVE_STUB_PORT" --naive-stack-dir "$NAIVE_STACK_DIR" \
+  --naive-visibility-timeout "$NAIVE_VISIBILITY_TIMEOUT" \
+  --naive-in-process-wait-ms "$NAIVE_IN_PROCESS_WAIT_MS"
 
 step "5b. footprint: consumer peak RSS"
-"$BENCH" rss --out "$OUT/rss.json" --root-pid "$(stack_pid lambda)" --name consumer
-stack_down
+"$BENCH" rss --out "$OUT/rss.json" --name consumer
 
-step "2. accuracy: waiting for the naive baseline"
-naive_rc=0
-wait "$NAIVE_PID" || naive_rc=$?
-NAIVE_PID=""
-grep '^\[bench\] accuracy' "$OUT/accuracy-naive.log" | tail -n 1 >&2 || true
-if (( naive_rc != 0 )); then
-  tail -n 30 "$OUT/accuracy-naive.log" >&2
-  say "the naive baseline run failed (exit $naive_rc)"; exit 1
-fi
+# Last on this stack: each round leaves 1,000 scheduled messages in the SQS
+# stand-in, whose SendMessageBatch slows as its queue grows (tools/bench/src/campaign.rs).
+step "4b. campaigns (POST /v1/campaigns with 1,000 recipients, 3 rounds)"
+"$BENCH" campaign --out "$OUT/campaign.json" --prefix "$RUN_ID" --rounds 3 || true
+"$BENCH" stack down
 
 # A third run that separates the two halves of the design: deferral alone,
 # without waiting in process (BENCH_NO_WAIT_RUN=1 adds it, ~2-4 minutes).
 if [[ "${BENCH_NO_WAIT_RUN:-0}" == 1 ]]; then
   step "2c. accuracy: spread deferral without in-process waits (IN_PROCESS_WAIT_MS=0)"
-  export DEFERRAL_STRATEGY=spread IN_PROCESS_WAIT_MS=0 VISIBILITY_TIMEOUT="$SPREAD_VISIBILITY_TIMEOUT"
-  stack_up nowait
+  "$BENCH" stack up --label nowait --strategy spread \
+    --in-process-wait-ms 0 --visibility-timeout "$SPREAD_VISIBILITY_TIMEOUT"
+  # shellcheck disable=SC1091
+  source "$STACK_DIR/stack.env"
   "$BENCH" accuracy --label nowait --prefix "$RUN_ID" --out "$OUT/accuracy-spread-nowait.json" \
     --poller-log "$STACK_DIR/logs/poller.log"
-  stack_down
+  "$BENCH" stack down
 fi
 
 step "arm64 zips (waiting for the background build)"

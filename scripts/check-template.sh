@@ -8,7 +8,8 @@
 #   2. cfn-lint the SAM template AND the translation: linting the SAM template
 #      alone does not look inside AWS::Serverless::Function (a wrong runtime or
 #      architecture passes), the translation does; then the translation
-#      resolved for each Profile (production, small) ->
+#      resolved for each Profile (production, small, and production with
+#      RedisClusterMode=enabled) ->
 #      target/template/translated-<profile>.json;
 #   3. `sam validate --lint`, only if the SAM CLI is on PATH.
 #
@@ -60,8 +61,9 @@ if [[ -f "$TRANSLATED" && $status -eq 0 ]]; then
     "$VENV/bin/cfn-lint" "$TRANSLATED" || status=1
     # The translation as CloudFormation deploys it for each Profile (its
     # conditions decided, the other profile's resources gone), linted too:
-    # tests/template/profiles.py.
-    for profile in production small; do
+    # tests/template/profiles.py (production-cluster: production with
+    # RedisClusterMode=enabled).
+    for profile in production small production-cluster; do
         resolved="target/template/translated-$profile.json"
         echo "== cfn-lint $resolved (Profile=$profile)"
         "$PY" tests/template/profiles.py "$profile" "$TRANSLATED" "$resolved" >/dev/null &&

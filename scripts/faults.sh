@@ -21,13 +21,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Everything is set here rather than inherited: scripts/test.sh runs this
 # with the main stack's settings exported, and env.sh keeps what is set.
-STACK_DIR="$(cd "$HERE/.." && pwd)/.stack/faults"
+# FAULT_STACK_DIR and FAULT_REDIS_URL let scripts/failover.sh run this
+# stack on its own directory and on a Redis it manages itself (a replicated
+# pair behind a proxy); then `up`/`down` leave Redis alone.
+STACK_DIR="${FAULT_STACK_DIR:-$(cd "$HERE/.." && pwd)/.stack/faults}"
 export STACK_DIR
 export LAMBDA_PORT="${FAULT_LAMBDA_PORT:-9400}"
 export SQS_PORT="${FAULT_SQS_PORT:-4606}"
 export STUB_PORT="${FAULT_STUB_PORT:-8807}"
 FAULT_REDIS_PORT="${FAULT_REDIS_PORT:-6391}"
-export REDIS_URL="redis://127.0.0.1:$FAULT_REDIS_PORT"
+export REDIS_URL="${FAULT_REDIS_URL:-redis://127.0.0.1:$FAULT_REDIS_PORT}"
 # Derived by env.sh from the ports above.
 unset AWS_ENDPOINT_URL_SQS ONLYFANS_API_URL PRODUCER_URL CONSUMER_INVOKE_URL \
   INVOKE_TIMEOUT_MS QUEUE_URL DLQ_URL FUNCTION_TIMEOUT_SECS
@@ -59,6 +62,7 @@ REDIS_DIR="$STACK_DIR/redis"
 REDIS_PID="$STACK_DIR/redis.pid"
 
 redis_start() {
+  [[ -z "${FAULT_REDIS_URL:-}" ]] || return 0
   mkdir -p "$REDIS_DIR" "$STACK_DIR/logs"
   if redis_answers; then log "a Redis already answers at $REDIS_URL"; return 1; fi
   setsid redis-server --bind 127.0.0.1 --port "$FAULT_REDIS_PORT" --dir "$REDIS_DIR" \
@@ -70,6 +74,7 @@ redis_start() {
 }
 
 redis_stop() {
+  [[ -z "${FAULT_REDIS_URL:-}" ]] || return 0
   [[ -f "$REDIS_PID" ]] || return 0
   local pid
   pid=$(cat "$REDIS_PID")
@@ -173,7 +178,8 @@ case "${1:-}" in
     source "$STACK_DIR/stack.env"
     # One test at a time: a stopped Redis or a paused SQS server touches
     # every message in flight. --nocapture shows what each case saw.
-    cargo test -p integration-tests --test faults -- --ignored --test-threads 1 --nocapture "$@"
+    # FAULT_TEST: another test target on this stack (scripts/failover.sh's).
+    cargo test -p integration-tests --test "${FAULT_TEST:-faults}" -- --ignored --test-threads 1 --nocapture "$@"
     ;;
   test)
     "$HERE/setup.sh"

@@ -24,15 +24,21 @@ source "$STACK_DIR/stack.env"
 echo "== cargo test (unit and integration, against the running stack)"
 cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
 
+echo "== Redis Cluster, short form: the shared adapters' Redis tests on a fresh 3-shard cluster (make test-cluster adds every stack test on it)"
+"$ROOT/scripts/test-cluster.sh" adapters
+
 echo "== API fuzzing (Schemathesis against openapi.yaml, every check, on the running stack)"
 "$ROOT/scripts/api-fuzz.sh"
 
-echo "== simulation, short form (smoke and backlog on virtual time; fails on any violation, loss, duplicate or throttle-only DLQ; make sim runs them all)"
-cargo run --quiet -p sim -- --scenario smoke,backlog --out target/sim/short
+echo "== simulation, short form (smoke, backlog and a lossy Redis failover on virtual time; fails on any violation, loss, duplicate or throttle-only DLQ; make sim runs them all)"
+cargo run --quiet -p sim -- --scenario smoke,backlog,redis-failover --out target/sim/short
 
 echo "== fault injection (tests/faults/, on its own stack and Redis once the main stack is stopped)"
 cleanup
 "$ROOT/scripts/faults.sh" test
+
+echo "== Redis Cluster fault case (a primary killed mid-delivery, its replica promoted; its own cluster and stack)"
+"$ROOT/scripts/cluster-failover.sh" test
 
 echo "== template checks"
 "$ROOT/scripts/check-template.sh"
@@ -40,6 +46,8 @@ echo "== template checks"
 
 echo "== lint (fmt, clippy)"
 cargo fmt --all -- --check
+# fuzz/ is a workspace of its own: --all does not reach it.
+cargo fmt --manifest-path "$ROOT/fuzz/Cargo.toml" -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== deployable artifacts (cargo lambda build --release --arm64, as sam build runs it)"

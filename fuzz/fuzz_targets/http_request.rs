@@ -41,8 +41,8 @@ use shared::message::{MessageId, Priority, QueueMessage};
 use shared::store::{Status, StatusRecord};
 use shared::telemetry::Metrics;
 use std::sync::OnceLock;
-use testkit::{MemBuckets, MemQueue, MemStore};
 use std::time::Duration;
+use testkit::{MemBuckets, MemQueue, MemStore};
 use time::OffsetDateTime;
 
 /// `AUTH_JWT_SECRET`'s local default: the bearer tokens in `events/` verify.
@@ -67,6 +67,10 @@ fn app() -> FuzzApp {
             sent_at: Some(OffsetDateTime::UNIX_EPOCH),
             upstream_message_id: Some("up_1".into()),
             last_error: None,
+            recipient_id: Some("fan_1".into()),
+            campaign_id: None,
+            send_at: None,
+            slot_at: None,
         },
     );
     App {
@@ -230,7 +234,14 @@ fuzz_target!(|data: &[u8]| {
         "{code} is not among the statuses routes declares for this request: {declared:?}"
     );
 
-    let sent: Vec<QueueMessage> = app.queue.sent.lock().unwrap().iter().map(|(m, _)| m.clone()).collect();
+    let sent: Vec<QueueMessage> = app
+        .queue
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, _)| m.clone())
+        .collect();
     if a.status.is_success() {
         assert_eq!(a.content_type, "application/json");
     } else {

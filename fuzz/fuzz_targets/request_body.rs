@@ -79,12 +79,18 @@ fuzz_target!(|data: &[u8]| {
             // The same message written canonically (other key order, other
             // whitespace, defaults spelled out) parses to the same value and
             // the same fingerprint: "same body" for Idempotency-Key.
-            let canonical = json!({
+            let mut canonical = json!({
                 "mediaUrls": msg.media_urls.as_slice(),
                 "priority": msg.priority.as_str(),
                 "content": msg.content.as_str(),
                 "recipientId": msg.recipient_id.as_str(),
             });
+            if let Some(t) = msg.send_at {
+                let spelled = t
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("an accepted sendAt formats again");
+                canonical["sendAt"] = spelled.into();
+            }
             let again = parse_new_message(canonical.to_string().as_bytes())
                 .expect("canonical form of an accepted message is refused");
             assert_eq!(again, msg);

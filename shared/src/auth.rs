@@ -37,11 +37,44 @@ pub enum AuthError {
 #[error("AUTH_JWT_SECRET is empty: an HS256 key is needed to verify bearer tokens")]
 pub struct EmptySecret;
 
+/// The scope that opens the admin routes (`/v1/admin/...`).
+pub const ADMIN_SCOPE: &str = "messages:admin";
+
+/// A verified caller: the account, and the scopes its token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account: AccountId,
+    /// The `scope` claim, split on spaces (OAuth 2.0, RFC 8693 §4.2).
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    /// `scope` is a space separated list, as JWTs carry it.
+    pub fn new(account: AccountId, scope: Option<&str>) -> Self {
+        Self {
+            account,
+            scopes: scope
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
 /// The claims this service reads.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Space separated scopes (`messages:admin` for the admin routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,16 +102,26 @@ impl Verifier {
 
     /// Reads `Authorization: Bearer <token>` and returns the account.
     pub fn verify_header(&self, header: Option<&[u8]>) -> Result<AccountId, AuthError> {
+        self.verify_header_caller(header).map(|c| c.account)
+    }
+
+    /// Reads `Authorization: Bearer <token>` and returns the caller.
+    pub fn verify_header_caller(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
         let raw = header.ok_or(AuthError::Missing)?;
         let raw = std::str::from_utf8(raw).map_err(|_| AuthError::NotBearer)?;
         let (scheme, token) = raw.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(AuthError::NotBearer);
         }
-        self.verify(token.trim())
+        self.verify_caller(token.trim())
     }
 
     pub fn verify(&self, token: &str) -> Result<AccountId, AuthError> {
+        self.verify_caller(token).map(|c| c.account)
+    }
+
+    /// Verifies a token and returns its account and scopes.
+    pub fn verify_caller(&self, token: &str) -> Result<Caller, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data =
             decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
@@ -91,7 +134,8 @@ impl Verifier {
                 }
                 _ => AuthError::Invalid("not a well-formed JWT".into()),
             })?;
-        account_from_sub(&data.claims.sub)
+        let account = account_from_sub(&data.claims.sub)?;
+        Ok(Caller::new(account, data.claims.scope.as_deref()))
     }
 }
 
@@ -102,10 +146,22 @@ pub fn account_from_sub(sub: &str) -> Result<AccountId, AuthError> {
 
 /// Signs a local development token (`make token`, tests, the dev curl).
 pub fn sign(secret: &str, sub: &str, now_secs: u64, ttl_secs: u64) -> Result<String, AuthError> {
+    sign_with_scope(secret, sub, None, now_secs, ttl_secs)
+}
+
+/// [`sign`] with a `scope` claim (`make token SCOPE=messages:admin`).
+pub fn sign_with_scope(
+    secret: &str,
+    sub: &str,
+    scope: Option<&str>,
+    now_secs: u64,
+    ttl_secs: u64,
+) -> Result<String, AuthError> {
     hs256::install();
     let claims = Claims {
         sub: sub.to_owned(),
         exp: now_secs + ttl_secs,
+        scope: scope.map(str::to_owned),
         nbf: Some(now_secs),
         iat: Some(now_secs),
     };
@@ -220,6 +276,22 @@ mod tests {
             v.verify_header(Some(h.as_bytes())).unwrap().as_str(),
             "acct_1"
         );
+    }
+
+    #[test]
+    fn scopes_are_read_from_the_space_separated_claim() {
+        let v = Verifier::new(S).unwrap();
+        let t =
+            sign_with_scope(S, "ops", Some("messages:read  messages:admin"), now(), 60).unwrap();
+        let c = v.verify_caller(&t).unwrap();
+        assert_eq!(c.account.as_str(), "ops");
+        assert!(c.has_scope(ADMIN_SCOPE));
+        assert!(!c.has_scope("messages"));
+        let plain = v
+            .verify_caller(&sign(S, "ops", now(), 60).unwrap())
+            .unwrap();
+        assert!(plain.scopes.is_empty());
+        assert!(!Caller::new(c.account, Some("messages:administrator")).has_scope(ADMIN_SCOPE));
     }
 
     #[test]

@@ -55,11 +55,6 @@ impl Clock {
         }
     }
 
-    /// Whether this clock runs on tokio's instant rather than the system's.
-    pub fn is_virtual(&self) -> bool {
-        matches!(self.kind, Kind::Virtual { .. })
-    }
-
     /// Wall time now.
     pub fn now_utc(&self) -> OffsetDateTime {
         match self.kind {
@@ -111,7 +106,6 @@ mod tests {
     async fn a_virtual_clock_moves_only_with_virtual_time() {
         let start = time::macros::datetime!(2026-12-01 00:00 UTC);
         let clock = Clock::starting_at(start);
-        assert!(clock.is_virtual());
         assert_eq!(clock.now_utc(), start);
         clock.sleep(Duration::from_secs(3600)).await;
         assert_eq!(clock.now_utc(), start + Duration::from_secs(3600));

@@ -61,6 +61,17 @@ pub struct LimiterConfig {
     pub clock: LimiterClock,
 }
 
+impl LimiterConfig {
+    /// The limit of an account without its own (`RATE_LIMIT_PER_MINUTE`,
+    /// `RATE_LIMIT_BURST`).
+    pub fn default_rate(&self) -> crate::limiter::Rate {
+        crate::limiter::Rate {
+            per_minute: f64::from(self.per_minute.get()),
+            burst: f64::from(self.burst.get()),
+        }
+    }
+}
+
 /// What the consumer does with a message the limiter denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeferralStrategy {
@@ -88,6 +99,10 @@ pub enum TokenSource {
 pub struct Config {
     /// `REDIS_URL`: buckets, status records, idempotency keys, claims.
     pub redis_url: Secret,
+    /// `REDIS_CLUSTER`: `true` when `REDIS_URL` is a Redis Cluster's
+    /// configuration endpoint (ElastiCache cluster mode enabled), `false`
+    /// (default) for one Redis ([`crate::redis_conn`]).
+    pub redis_topology: crate::redis_conn::Topology,
     /// `REDIS_AUTH_SECRET_ARN`: in AWS, the ElastiCache AUTH token's secret.
     pub redis_auth_secret_arn: Option<String>,
     /// `REDIS_AUTH_PARAMETER`: the Redis password's SSM `SecureString`
@@ -135,6 +150,11 @@ pub struct Config {
     /// runtime gives none it can read (`cargo lambda watch` sends a relative
     /// number); in AWS the runtime's deadline is used.
     pub function_timeout: Duration,
+    /// `REDIS_WAIT_REPLICAS` (default 0: off) and `REDIS_WAIT_TIMEOUT_MS`
+    /// (default 100): replicas that must confirm a token, a claim, a
+    /// terminal status or an idempotency reservation before it counts
+    /// ([`crate::durability`]).
+    pub durability: crate::durability::Durability,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +195,7 @@ pub const LOCAL_ONLYFANS_TOKEN: &str = "local-dev-onlyfans-token";
 /// Every variable [`Config::from_env`] reads, with its default.
 pub const VARS: &[Var] = &[
     var("REDIS_URL", "redis://127.0.0.1:6379"),
+    var("REDIS_CLUSTER", "false"),
     optional("REDIS_AUTH_SECRET_ARN"),
     optional("QUEUE_URL"),
     optional("DLQ_URL"),
@@ -205,6 +226,8 @@ pub const VARS: &[Var] = &[
     var("BREAKER_FAILURE_THRESHOLD", "5"),
     var("BREAKER_OPEN_SECS", "30"),
     var("FUNCTION_TIMEOUT_SECS", "30"),
+    var("REDIS_WAIT_REPLICAS", "0"),
+    var("REDIS_WAIT_TIMEOUT_MS", "100"),
 ];
 
 /// The default [`VARS`] gives `name` (`None` for an optional variable, and
@@ -262,6 +285,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// The database a `redis://host:port/<db>` URL names, if not 0. (Never the
+/// URL itself in an error: it may hold the password.)
+fn url_database(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let db = parsed.path().trim_start_matches('/');
+    (!db.is_empty() && db != "0").then(|| db.to_owned())
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -311,6 +342,19 @@ impl Config {
                 reason: "expected redis:// or rediss://".into(),
             });
         }
+        let redis_topology = if env.bool("REDIS_CLUSTER")? {
+            crate::redis_conn::Topology::Cluster
+        } else {
+            crate::redis_conn::Topology::Single
+        };
+        if redis_topology == crate::redis_conn::Topology::Cluster
+            && let Some(db) = url_database(&redis_url)
+        {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                reason: format!("a Redis Cluster has only database 0 (the URL names {db})"),
+            });
+        }
         let max_receive_count: u32 = env.parse("MAX_RECEIVE_COUNT")?;
         if max_receive_count < 3 {
             return Err(ConfigError::Invalid {
@@ -333,8 +377,24 @@ impl Config {
                 });
             }
         };
+        let wait_timeout = ms("REDIS_WAIT_TIMEOUT_MS")?;
+        if wait_timeout.is_zero() || wait_timeout > crate::durability::MAX_TIMEOUT {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_WAIT_TIMEOUT_MS",
+                reason: format!(
+                    "must be 1 to {} (got {})",
+                    crate::durability::MAX_TIMEOUT.as_millis(),
+                    wait_timeout.as_millis()
+                ),
+            });
+        }
+        let durability = crate::durability::Durability {
+            replicas: env.parse("REDIS_WAIT_REPLICAS")?,
+            timeout: wait_timeout,
+        };
         Ok(Self {
             redis_url: Secret::new(redis_url),
+            redis_topology,
             redis_auth_secret_arn: env.get("REDIS_AUTH_SECRET_ARN"),
             redis_auth_parameter: env.get("REDIS_AUTH_PARAMETER"),
             queue_url: env.get("QUEUE_URL"),
@@ -359,6 +419,7 @@ impl Config {
                 open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS")?),
             },
             function_timeout: Duration::from_secs(env.parse("FUNCTION_TIMEOUT_SECS")?),
+            durability,
         })
     }
 
@@ -440,6 +501,8 @@ mod tests {
         assert_eq!(a.onlyfans_token, b.onlyfans_token);
         assert_eq!(b.upstream_timeout, Duration::from_secs(10));
         assert_eq!(b.breaker.failure_threshold, 5);
+        assert!(!b.durability.enabled());
+        assert_eq!(b.durability.timeout, Duration::from_millis(100));
     }
 
     #[test]
@@ -453,13 +516,46 @@ mod tests {
             ("MAX_ATTEMPTS", "zero"),
             ("LIMITER_CLOCK", "sundial"),
             ("REDIS_URL", "http://x"),
+            ("REDIS_CLUSTER", "sometimes"),
             ("MAX_RECEIVE_COUNT", "2"),
             ("DEFERRAL_STRATEGY", "later"),
             ("IN_PROCESS_WAIT_MS", "soon"),
+            ("REDIS_WAIT_REPLICAS", "-1"),
+            ("REDIS_WAIT_TIMEOUT_MS", "0"),
+            ("REDIS_WAIT_TIMEOUT_MS", "5000"),
         ] {
             let err = cfg(&[(k, v)]).unwrap_err();
             assert!(err.to_string().starts_with(k), "{k}: {err}");
         }
+    }
+
+    #[test]
+    fn cluster_mode_is_chosen_by_redis_cluster() {
+        use crate::redis_conn::Topology;
+        assert_eq!(cfg(&[]).unwrap().redis_topology, Topology::Single);
+        let c = cfg(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "rediss://:pw@clustercfg.example:6379"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_topology, Topology::Cluster);
+        assert!(
+            cfg(&[
+                ("REDIS_CLUSTER", "true"),
+                ("REDIS_URL", "redis://127.0.0.1:7230/0")
+            ])
+            .is_ok()
+        );
+        // A cluster has one database: another is refused at start, without the password.
+        let err = cfg(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://:hunter2@127.0.0.1:7230/8"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("REDIS_URL"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // One Redis keeps its database.
+        assert!(cfg(&[("REDIS_URL", "redis://127.0.0.1:6379/8")]).is_ok());
     }
 
     #[test]

@@ -182,6 +182,12 @@ impl IdempotencyStore for RedisStore {
             .query_async(&mut conn)
             .await?;
         if set.is_some() {
+            // A reservation a failover could lose lets a retry through
+            // twice: unconfirmed, it is given up (503, nothing enqueued).
+            if let Err(e) = self.durability.confirm(&mut conn, &k).await {
+                let _: Result<(), _> = redis::cmd("DEL").arg(&k).query_async(&mut conn).await;
+                return Err(e.into());
+            }
             return Ok(IdempotencyState::Reserved);
         }
         let existing: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut conn).await?;

@@ -30,6 +30,12 @@ pub fn pause(account: &AccountId) -> String {
     tagged(account, "pause")
 }
 
+/// The account's own limit (hash `perMinute`, `burst`), read by the limiter
+/// script in the same call as the bucket; absent: the defaults.
+pub fn limits(account: &AccountId) -> String {
+    tagged(account, "limits")
+}
+
 /// A message's status record (hash).
 pub fn status(account: &AccountId, id: &MessageId) -> String {
     tagged(account, &format!("msg:{id}"))
@@ -38,6 +44,38 @@ pub fn status(account: &AccountId, id: &MessageId) -> String {
 /// A send claim: held while one consumer calls the upstream for a message.
 pub fn claim(account: &AccountId, id: &MessageId) -> String {
     tagged(account, &format!("claim:{id}"))
+}
+
+/// A campaign's record (hash: content, priority, sendAt, createdAt, state,
+/// total, and the first answer of its creating request).
+pub fn campaign(account: &AccountId, id: &str) -> String {
+    tagged(account, &format!("camp:{id}"))
+}
+
+/// A campaign's recipients (hash recipient id -> message id): `HSETNX` on it
+/// is what makes one message per recipient.
+pub fn campaign_recipients(account: &AccountId, id: &str) -> String {
+    tagged(account, &format!("camp:{id}:rcpt"))
+}
+
+/// A campaign's message ids in the order they were created (list): the
+/// stable order of its pages (the cursor is an index into it).
+pub fn campaign_messages(account: &AccountId, id: &str) -> String {
+    tagged(account, &format!("camp:{id}:msgs"))
+}
+
+/// A campaign's messages stored but not yet confirmed on the queue (set):
+/// a retry of the request enqueues them again.
+pub fn campaign_pending(account: &AccountId, id: &str) -> String {
+    tagged(account, &format!("camp:{id}:pending"))
+}
+
+/// The account's campaign counters (hash `<campaignId>:<status>` -> count),
+/// one key per account so the status scripts can name it without knowing
+/// the campaign: the script reads `campaignId` from the status record and
+/// moves the count in the same call as the status.
+pub fn campaign_counts(account: &AccountId) -> String {
+    tagged(account, "campcounts")
 }
 
 /// An `Idempotency-Key`, hashed so any client string makes a safe key.
@@ -83,9 +121,15 @@ mod tests {
             bucket(&a),
             horizon(&a, Priority::Low),
             pause(&a),
+            limits(&a),
             status(&a, &id),
             claim(&a, &id),
             idempotency(&a, "any {weird} key"),
+            campaign(&a, "c1"),
+            campaign_recipients(&a, "c1"),
+            campaign_messages(&a, "c1"),
+            campaign_pending(&a, "c1"),
+            campaign_counts(&a),
         ] {
             let open = k.find('{').unwrap();
             let close = k[open..].find('}').unwrap() + open;

@@ -20,9 +20,12 @@
 //!   ([`limiter::Limiter`], [`limiter::BucketViewer`]).
 //! - [`delivery`]: the OnlyFans client ([`delivery::Upstream`]), the classification of its
 //!   answers, and [`delivery::policy`]: every delivery rule as a pure function.
+//! - [`campaign`]: one message to many recipients: the id, the counts, the
+//!   completion estimate, and their Redis storage ([`campaign::CampaignStore`]).
 //! - [`idempotency`]: the `Idempotency-Key` newtype, its stored entry and the
 //!   reserve -> accept -> complete protocol.
-//! - [`store`]: status records and send claims in Redis ([`store::StatusStore`], [`store::ClaimStore`]).
+//! - [`store`]: status records and send claims in Redis ([`store::StatusStore`], [`store::ClaimStore`]);
+//!   cancel against send, decided atomically by two scripts on one key.
 //! - [`queue`]: SQS send, defer (visibility), dead-letter and queue statistics
 //!   ([`queue::Enqueue`], [`queue::QueueInfo`], [`queue::Redeliver`]).
 //! - [`redrive`]: DLQ messages back to the main queue (`make redrive`).
@@ -35,13 +38,19 @@
 //!   comes from (Secrets Manager, an SSM `SecureString`, or the plain local value).
 //! - [`tls`]: rustls with ring for the SDK, reqwest and redis-rs clients.
 //! - [`telemetry`]: JSON logs through `tracing` and CloudWatch EMF metrics.
+//! - [`durability`]: `WAIT` after the writes a failover must not lose.
 //! - [`keys`]: the Redis key layout (every key of an account shares one hash tag).
+//! - [`redis_conn`]: the one Redis connection type, one Redis or a Redis Cluster (`REDIS_CLUSTER`).
 
 pub mod auth;
 pub mod breaker;
+pub mod campaign;
 pub mod clock;
+#[cfg(test)]
+mod cluster_audit;
 pub mod config;
 pub mod delivery;
+pub mod durability;
 pub mod idempotency;
 pub mod intake;
 pub mod keys;
@@ -50,6 +59,7 @@ pub mod message;
 pub mod outbox;
 pub mod problem;
 pub mod queue;
+pub mod redis_conn;
 pub mod redrive;
 pub mod rollout;
 pub mod secrets;

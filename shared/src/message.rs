@@ -23,6 +23,8 @@ pub const MEDIA_URLS_MAX: usize = 10;
 pub const MEDIA_URL_MAX_LEN: usize = 2048;
 /// Longest account id (a JWT `sub`).
 pub const ACCOUNT_ID_MAX: usize = 128;
+/// How far ahead a message may be scheduled (`sendAt`).
+pub const SEND_AT_MAX_AHEAD: time::Duration = time::Duration::days(30);
 
 /// Why a domain value was refused. The text is shown to API clients, so it
 /// says what to fix and never echoes the value itself.
@@ -247,6 +249,12 @@ impl MessageId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// Any UUID as an id (the idempotency protocol keeps a campaign's id
+    /// in the same slot as a message's).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
 }
 
 impl Default for MessageId {
@@ -268,6 +276,9 @@ pub struct NewMessage {
     pub content: Content,
     pub priority: Priority,
     pub media_urls: MediaUrls,
+    /// Not before this time (`sendAt`, as given: a time in the past means
+    /// now). At most [`SEND_AT_MAX_AHEAD`] ahead of when it was accepted.
+    pub send_at: Option<OffsetDateTime>,
 }
 
 /// The queue body, version 1: what the producer enqueues and the consumer reads.
@@ -282,6 +293,8 @@ pub struct QueueMessage {
     /// When the producer accepted it (shown to users, and the start of the
     /// DeliveryLatency metric).
     pub created_at: OffsetDateTime,
+    /// The upstream never gets it before this time.
+    pub send_at: Option<OffsetDateTime>,
 }
 
 /// Serialised form of [`QueueMessage`]; unknown fields are refused so a
@@ -300,6 +313,13 @@ struct WireV1 {
     media_urls: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
+    /// Added with scheduled send: absent in older bodies, which still parse.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    send_at: Option<OffsetDateTime>,
 }
 
 /// Why a queue body is poison. Shown in the DLQ's `PoisonReason` attribute.
@@ -328,6 +348,7 @@ impl QueueMessage {
             priority: msg.priority,
             media_urls: msg.media_urls,
             created_at,
+            send_at: msg.send_at,
         }
     }
 
@@ -342,6 +363,7 @@ impl QueueMessage {
             priority: self.priority,
             media_urls: self.media_urls.as_slice().to_vec(),
             created_at: self.created_at,
+            send_at: self.send_at,
         };
         // Serialising plain strings, numbers and a well-formed timestamp into
         // a String cannot fail; fall back to an empty object rather than panic.
@@ -377,6 +399,7 @@ impl QueueMessage {
             priority: wire.priority,
             media_urls: MediaUrls::new(wire.media_urls).map_err(field("mediaUrls"))?,
             created_at: wire.created_at,
+            send_at: wire.send_at,
         })
     }
 }
@@ -394,6 +417,7 @@ mod tests {
                 content: Content::parse("Hello!").unwrap(),
                 priority: Priority::High,
                 media_urls: MediaUrls::new(vec!["https://cdn.example.com/a.jpg".into()]).unwrap(),
+                send_at: None,
             },
             OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
         )
@@ -403,6 +427,24 @@ mod tests {
     fn queue_body_round_trips() {
         let m = sample();
         assert_eq!(QueueMessage::parse(&m.to_body()).unwrap(), m);
+    }
+
+    #[test]
+    fn send_at_round_trips_and_old_bodies_still_parse() {
+        let mut m = sample();
+        let body = m.to_body();
+        assert!(!body.contains("sendAt"), "absent when unset: {body}");
+        // A body written before scheduled send existed.
+        assert_eq!(QueueMessage::parse(&body).unwrap().send_at, None);
+        m.send_at = Some(OffsetDateTime::from_unix_timestamp(1_700_003_600).unwrap());
+        assert!(m.to_body().contains(r#""sendAt":"2023-11-14T23:13:20Z""#));
+        assert_eq!(QueueMessage::parse(&m.to_body()).unwrap(), m);
+        let mut v: serde_json::Value = serde_json::from_str(&m.to_body()).unwrap();
+        v["sendAt"] = "tomorrow".into();
+        assert!(matches!(
+            QueueMessage::parse(&v.to_string()),
+            Err(PoisonReason::Malformed(_))
+        ));
     }
 
     #[test]

@@ -17,8 +17,10 @@
 use crate::breaker::{Breaker, Permit};
 use crate::keys;
 use crate::message::QueueMessage;
-use crate::queue::{Enqueue, QueueError, QueueInfo, QueueStats, SqsQueue, message_attributes};
-use redis::aio::ConnectionManager;
+use crate::queue::{
+    BatchError, Enqueue, QueueError, QueueInfo, QueueStats, SqsQueue, message_attributes,
+};
+use crate::redis_conn::RedisConn;
 use std::time::Duration;
 
 /// Entries moved per replay call at most (a scheduled run every minute
@@ -55,21 +57,21 @@ return 0
 /// The outbox stream. Built once at cold start; cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     release: redis::Script,
 }
 
 impl Outbox {
     /// The outbox of the queue at `queue_url` ([`keys::outbox`]).
-    pub fn for_queue(conn: ConnectionManager, queue_url: &str) -> Self {
+    pub fn for_queue(conn: impl Into<RedisConn>, queue_url: &str) -> Self {
         Self::with_key(conn, keys::outbox(queue_url))
     }
 
     /// An outbox under another key (tests, so they never meet the stack's replayer).
-    pub fn with_key(conn: ConnectionManager, key: impl Into<String>) -> Self {
+    pub fn with_key(conn: impl Into<RedisConn>, key: impl Into<String>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             key: key.into(),
             release: redis::Script::new(RELEASE),
         }
@@ -140,7 +142,7 @@ impl Outbox {
 
     async fn replay_locked(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         sqs: &SqsQueue,
         max: usize,
     ) -> Result<usize, OutboxError> {
@@ -218,6 +220,71 @@ impl Enqueue for ResilientQueue {
             Err(e) => Err(QueueError::Sqs {
                 op: "SendMessage",
                 message: format!("{sqs_error}; the outbox refused it too: {e}"),
+            }),
+        }
+    }
+
+    /// `SendMessageBatch` through the breaker; what SQS did not take (after
+    /// its per-entry retries) goes to the outbox.
+    async fn enqueue_batch(
+        &self,
+        msgs: &[QueueMessage],
+        traceparent: Option<&str>,
+    ) -> Result<(), BatchError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let (left, sqs_error): (Vec<&QueueMessage>, String) = match self.breaker.permit() {
+            Permit::Go(call) => match self.sqs.enqueue_batch(msgs, traceparent).await {
+                Ok(()) => {
+                    call.success();
+                    return Ok(());
+                }
+                Err(e) => {
+                    call.failure();
+                    let left = msgs
+                        .iter()
+                        .filter(|m| e.failed.contains(&m.message_id))
+                        .collect();
+                    (left, e.error.to_string())
+                }
+            },
+            Permit::Refused { .. } => (msgs.iter().collect(), "SQS circuit open".to_owned()),
+        };
+        self.to_outbox(&left, traceparent, &sqs_error).await
+    }
+}
+
+impl ResilientQueue {
+    /// Puts messages SQS did not take into the outbox; those it refuses too
+    /// are not stored.
+    async fn to_outbox(
+        &self,
+        msgs: &[&QueueMessage],
+        traceparent: Option<&str>,
+        sqs_error: &str,
+    ) -> Result<(), BatchError> {
+        let mut failed = Vec::new();
+        let mut last = None;
+        for m in msgs {
+            if let Err(e) = self.outbox.push(m, traceparent).await {
+                failed.push(m.message_id);
+                last = Some(e);
+            }
+        }
+        tracing::warn!(
+            messages = msgs.len() - failed.len(),
+            reason = sqs_error,
+            "SQS unavailable: campaign messages stored in the outbox"
+        );
+        match last {
+            None => Ok(()),
+            Some(e) => Err(BatchError {
+                failed,
+                error: QueueError::Sqs {
+                    op: "SendMessageBatch",
+                    message: format!("{sqs_error}; the outbox refused it too: {e}"),
+                },
             }),
         }
     }

@@ -351,15 +351,27 @@ impl Metrics {
         }
     }
 
-    /// The EMF document for one value. Two dimension sets: by `Priority`,
-    /// and none (the aggregate the alarms watch). `level` and `timestamp`
-    /// (the same instant as `_aws.Timestamp`) are for Lambda's log-level
-    /// filtering (see the module doc); CloudWatch ignores members no metric
-    /// or dimension names.
+    /// The EMF document for one value: [`Self::document_all`] of one.
     pub fn document(
         &self,
         metric: Metric,
         value: f64,
+        priority: Priority,
+        now_ms: u64,
+    ) -> serde_json::Value {
+        self.document_all(&[(metric, value)], priority, now_ms)
+    }
+
+    /// One EMF document for several values of the same event. Two dimension
+    /// sets: by `Priority`, and none (the aggregate the alarms watch).
+    /// `level` and `timestamp` (the same instant as `_aws.Timestamp`) are for
+    /// Lambda's log-level filtering (see the module doc); CloudWatch ignores
+    /// members no metric or dimension names. One line for a delivery's three
+    /// values instead of three: the envelope is most of each line, and log
+    /// ingestion is billed by the byte (docs/cost.md).
+    pub fn document_all(
+        &self,
+        values: &[(Metric, f64)],
         priority: Priority,
         now_ms: u64,
     ) -> serde_json::Value {
@@ -368,7 +380,11 @@ impl Metrics {
         let timestamp = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok());
-        serde_json::json!({
+        let metrics: Vec<serde_json::Value> = values
+            .iter()
+            .map(|(m, _)| serde_json::json!({ "Name": m.name(), "Unit": m.unit() }))
+            .collect();
+        let mut doc = serde_json::json!({
             "timestamp": timestamp,
             "level": self.level.as_str(),
             "_aws": {
@@ -380,13 +396,18 @@ impl Metrics {
                     } else {
                         serde_json::json!([[]])
                     },
-                    "Metrics": [{ "Name": metric.name(), "Unit": metric.unit() }],
+                    "Metrics": metrics,
                 }],
             },
             "Priority": priority.as_str(),
             "Service": self.service,
-            metric.name(): value,
-        })
+        });
+        if let Some(obj) = doc.as_object_mut() {
+            for (m, v) in values {
+                obj.insert(m.name().to_owned(), serde_json::json!(v));
+            }
+        }
+        doc
     }
 
     /// A `Metrics` that writes nothing: unit tests, whose output EMF lines
@@ -399,23 +420,48 @@ impl Metrics {
     }
 
     pub fn count(&self, metric: Metric, priority: Priority) {
-        self.emit(metric, 1.0, priority);
+        self.emit(&[(metric, 1.0)], priority);
+    }
+
+    /// `n` events in one line (a campaign call's messages, all of one
+    /// priority): CloudWatch sums the value as it sums `n` lines of 1.
+    pub fn count_n(&self, metric: Metric, n: u64, priority: Priority) {
+        if n > 0 {
+            self.emit(&[(metric, n as f64)], priority);
+        }
     }
 
     pub fn latency(&self, metric: Metric, d: Duration, priority: Priority) {
-        self.emit(metric, d.as_secs_f64() * 1000.0, priority);
+        self.emit(&[(metric, millis(d))], priority);
     }
 
-    fn emit(&self, metric: Metric, value: f64, priority: Priority) {
+    /// A delivered message, in one EMF line: `MessagesSent` 1, its
+    /// `DeliveryLatency` (accepted to sent) and the call's `UpstreamLatency`.
+    pub fn sent(&self, delivery: Duration, upstream: Duration, priority: Priority) {
+        self.emit(
+            &[
+                (Metric::MessagesSent, 1.0),
+                (Metric::DeliveryLatency, millis(delivery)),
+                (Metric::UpstreamLatency, millis(upstream)),
+            ],
+            priority,
+        );
+    }
+
+    fn emit(&self, values: &[(Metric, f64)], priority: Priority) {
         if !self.enabled {
             return;
         }
         let line = self
-            .document(metric, value, priority, crate::now_ms())
+            .document_all(values, priority, crate::now_ms())
             .to_string();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
     }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]
@@ -695,6 +741,59 @@ mod tests {
         assert_eq!(
             d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             serde_json::json!([["Priority"], []])
+        );
+    }
+
+    /// A delivery's three values share one document (and one line): each
+    /// named in `Metrics` with its unit, each value a member; the line is
+    /// what docs/cost.md prices (`log_bytes.emf_line` in tools/cost).
+    #[test]
+    fn a_delivery_is_one_emf_document_with_three_metrics() {
+        let m = Metrics::new("OutboundMessages", "consumer");
+        let d = m.document_all(
+            &[
+                (Metric::MessagesSent, 1.0),
+                (Metric::DeliveryLatency, 1234.5),
+                (Metric::UpstreamLatency, 250.0),
+            ],
+            Priority::Medium,
+            1_764_000_000_000,
+        );
+        let names: Vec<_> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| (m["Name"].clone(), m["Unit"].clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            vec![
+                ("MessagesSent".into(), "Count".into()),
+                ("DeliveryLatency".into(), "Milliseconds".into()),
+                ("UpstreamLatency".into(), "Milliseconds".into()),
+            ]
+        );
+        assert_eq!(d["MessagesSent"], 1.0);
+        assert_eq!(d["DeliveryLatency"], 1234.5);
+        assert_eq!(d["UpstreamLatency"], 250.0);
+        let line = d.to_string();
+        assert!(
+            (400..=460).contains(&line.len()),
+            "tools/cost/inputs.json prices this line at 431 bytes with its newline; it is {}: {line}",
+            line.len()
+        );
+    }
+
+    #[test]
+    fn n_events_are_one_document_whose_value_is_n() {
+        let m = Metrics::new("NS", "producer");
+        let d = m.document(Metric::MessagesQueued, 1000.0, Priority::Low, 1000);
+        assert_eq!(d["MessagesQueued"], 1000.0);
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Count"
         );
     }
 }

@@ -1,5 +1,6 @@
-//! The outbox against the real Redis and the real SQS-compatible server
-//! (`AWS_ENDPOINT_URL_SQS`, which `make test` sets).
+//! The outbox against the real Redis (or the Redis Cluster at
+//! `REDIS_CLUSTER_URL`, [`testkit::test_redis`]) and the real SQS-compatible
+//! server (`AWS_ENDPOINT_URL_SQS`, which `make test` sets).
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use shared::breaker::{Breaker, BreakerConfig};
@@ -28,6 +29,7 @@ fn message(i: usize) -> QueueMessage {
             content: Content::parse("hello").unwrap(),
             priority: Priority::Low,
             media_urls: MediaUrls::default(),
+            send_at: None,
         },
         OffsetDateTime::now_utc(),
     )
@@ -36,8 +38,7 @@ fn message(i: usize) -> QueueMessage {
 #[tokio::test]
 async fn sqs_down_falls_back_to_the_outbox_and_replay_moves_in_order() {
     let client = sqs().await;
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let conn = shared::store::connect(&url).await.unwrap();
+    let conn = testkit::test_redis().await.unwrap();
     let key = format!("of:test-outbox:{}", uuid::Uuid::new_v4().simple());
     let outbox = Outbox::with_key(conn, key);
 
@@ -141,9 +142,8 @@ async fn neither_sqs_nor_redis_is_an_error() {
 async fn redrive_lists_then_moves_dead_messages_and_revives_them() {
     use shared::store::{RedisStore, Status, StatusStore, Transition};
     let client = sqs().await;
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let store = RedisStore::new(
-        shared::store::connect(&url).await.unwrap(),
+        testkit::test_redis().await.unwrap(),
         Duration::from_secs(60),
     );
     let tag = uuid::Uuid::new_v4().simple().to_string();

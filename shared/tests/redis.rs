@@ -1,34 +1,30 @@
 //! The Lua scripts against a real Redis (`REDIS_URL`, default
-//! redis://127.0.0.1:6379). Each test uses its own account ids, so tests
-//! sharing the server never touch each other's keys.
+//! redis://127.0.0.1:6379), or a Redis Cluster when `REDIS_CLUSTER_URL` is
+//! set ([`testkit::test_redis`]). Each test uses its own account ids, so
+//! tests sharing the server never touch each other's keys.
 
 use shared::config::{LimiterClock, LimiterConfig};
 use shared::idempotency::{IdempotencyKey, IdempotencyState, IdempotencyStore};
 use shared::limiter::bucket::{self, BucketState, Input, Rate};
-use shared::limiter::{BucketViewer, Decision, Limiter, RedisLimiter};
+use shared::limiter::{
+    AccountLimit, AccountLimits, BucketViewer, Decision, LimitSource, Limiter, RedisLimiter,
+};
 use shared::message::{AccountId, MessageId, Priority};
+use shared::redis_conn::RedisConn;
 use shared::store::{ClaimOutcome, ClaimStore, RedisStore, Status, StatusStore, Transition};
 use std::num::NonZeroU32;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-async fn conn() -> redis::aio::ConnectionManager {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    shared::store::connect(&url)
-        .await
-        .expect("a Redis must answer at REDIS_URL")
+async fn conn() -> RedisConn {
+    testkit::test_redis().await.expect("the Redis under test")
 }
 
 fn account(tag: &str) -> AccountId {
     AccountId::parse(&format!("t_{tag}_{}", uuid::Uuid::new_v4().simple())).unwrap()
 }
 
-fn limiter(
-    conn: redis::aio::ConnectionManager,
-    per_minute: u32,
-    burst: u32,
-    clock: LimiterClock,
-) -> RedisLimiter {
+fn limiter(conn: RedisConn, per_minute: u32, burst: u32, clock: LimiterClock) -> RedisLimiter {
     RedisLimiter::new(
         conn,
         LimiterConfig {
@@ -41,35 +37,101 @@ fn limiter(
     )
 }
 
+/// A step of the twin test that changes the account's own limit.
+#[derive(Clone, Copy)]
+enum LimitChange {
+    Keep,
+    /// `PUT`: a valid own limit.
+    Set(u32, u32),
+    /// A hash the script must ignore (written by hand, not by the API).
+    Raw(&'static str, &'static str),
+    /// `DELETE`: back to the defaults.
+    Clear,
+}
+
 #[tokio::test]
 async fn script_matches_twin() {
     // Same inputs, same clock (client mode makes it deterministic): the Lua
-    // script and the Rust twin must decide alike, step by step.
-    let l = limiter(conn().await, 600, 3, LimiterClock::Client);
+    // script and the Rust twin must decide alike, step by step, with the
+    // same limit in force, while the account's own limit changes under them.
+    let c = conn().await;
+    let l = limiter(c.clone(), 600, 3, LimiterClock::Client);
     let a = account("twin");
     let rate = Rate {
         per_minute: 600.0,
         burst: 3.0,
     };
     let (mut bucket_state, mut horizon): (Option<BucketState>, Option<u64>) = (None, None);
+    let mut own: Option<Rate> = None;
     let t0 = 1_800_000_000_000_000u64;
-    let steps: [(u64, f64); 12] = [
-        (0, 0.0),
-        (0, 0.0),
-        (0, 1.0),
-        (0, 0.0),
-        (0, 0.0),
-        (50_000, 0.0),
-        (50_000, 0.0),
-        (250_000, 2.0),
-        (0, 0.0),
-        (10_000_000, 1.0),
-        (0, 2.0),
-        (0, 0.0),
+    use LimitChange::{Clear, Keep, Raw, Set};
+    // (gap µs, reserve percent, holds a slot, limit change before the step)
+    let steps: [(u64, u8, bool, LimitChange); 28] = [
+        (0, 0, false, Keep),
+        (0, 0, false, Keep),
+        (0, 34, false, Keep),
+        (0, 0, false, Keep),
+        (0, 0, false, Keep),
+        (50_000, 0, false, Keep),
+        (50_000, 0, true, Keep),
+        (50_000, 0, false, Keep),
+        (250_000, 67, false, Keep),
+        (0, 0, true, Keep),
+        (0, 0, false, Keep),
+        (10_000_000, 34, false, Keep),
+        (0, 67, false, Keep),
+        (0, 0, false, Keep),
+        (60_000, 0, true, Keep),
+        (3_000_000, 0, false, Keep),
+        // An own limit, slower and smaller: tokens kept, capped at 2.
+        (0, 0, false, Set(120, 2)),
+        (0, 67, false, Keep),
+        (0, 0, false, Keep),
+        (400_000, 0, true, Keep),
+        (100_000, 0, true, Keep),
+        // Larger burst, faster: nothing minted, refill from the last take.
+        (1_000_000, 20, false, Set(60, 50)),
+        (0, 0, false, Keep),
+        // A hash the script does not accept: the defaults.
+        (0, 0, false, Raw("0", "2")),
+        (2_000_000, 0, false, Raw("60", "2.5")),
+        (0, 0, false, Set(1, 1)),
+        (0, 0, false, Clear),
+        (5_000_000, 10, false, Keep),
     ];
     let mut now = t0;
-    for (i, (gap, reserve)) in steps.iter().enumerate() {
+    let mut own_seen = (0usize, 0usize);
+    let key = shared::keys::limits(&a);
+    for (i, (gap, pct, held, change)) in steps.iter().enumerate() {
         now += gap;
+        let mut cm = c.clone();
+        match *change {
+            Keep => {}
+            Set(p, b) => {
+                let limit = AccountLimit::new(p, b).unwrap();
+                l.set_limit(&a, limit).await.unwrap();
+                own = Some(limit.rate());
+            }
+            Raw(p, b) => {
+                let _: () = redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("perMinute")
+                    .arg(p)
+                    .arg("burst")
+                    .arg(b)
+                    .query_async(&mut cm)
+                    .await
+                    .unwrap();
+                own = Some(Rate {
+                    per_minute: p.parse().unwrap(),
+                    burst: b.parse().unwrap(),
+                });
+            }
+            Clear => {
+                l.clear_limit(&a).await.unwrap();
+                own = None;
+            }
+        }
         let out = bucket::decide(
             rate,
             Input {
@@ -77,7 +139,9 @@ async fn script_matches_twin() {
                 horizon_us: horizon,
                 pause_us: None,
                 now_us: now,
-                reserve: *reserve,
+                reserve_percent: *pct,
+                held: *held,
+                limit: own,
             },
         );
         if let Some(b) = out.bucket {
@@ -86,10 +150,15 @@ async fn script_matches_twin() {
         if let Some(h) = out.horizon_us {
             horizon = Some(h);
         }
-        let got = l
-            .acquire_raw(&a, Priority::High, *reserve, now)
+        let (got, in_force) = l
+            .acquire_step(&a, Priority::High, *pct, now, *held)
             .await
             .unwrap();
+        assert_eq!(out.limit, in_force, "step {i}: limit in force");
+        if out.limit != rate {
+            own_seen.0 += usize::from(got.is_allowed());
+            own_seen.1 += usize::from(!got.is_allowed());
+        }
         match (out.decision, got) {
             (Decision::Allowed { tokens_left: x }, Decision::Allowed { tokens_left: y }) => {
                 assert!((x - y).abs() < 0.002, "step {i}: {x} vs {y}")
@@ -100,6 +169,43 @@ async fn script_matches_twin() {
             (x, y) => panic!("step {i}: twin {x:?}, script {y:?}"),
         }
     }
+    // Both answers were seen under an own limit: a table that only ever
+    // allowed there would prove little.
+    assert!(own_seen.0 > 0 && own_seen.1 > 0, "{own_seen:?}");
+}
+
+#[tokio::test]
+async fn an_own_limit_applies_to_the_next_decision_and_shows_in_the_view() {
+    let l = limiter(conn().await, 600, 10, LimiterClock::Redis);
+    let a = account("own");
+    assert_eq!(l.limit(&a).await.unwrap().source, LimitSource::Default);
+    assert!(l.acquire(&a, Priority::Low).await.unwrap().is_allowed());
+    l.set_limit(&a, AccountLimit::new(60, 2).unwrap())
+        .await
+        .unwrap();
+    let v = l.limit(&a).await.unwrap();
+    assert_eq!(
+        (v.rate.per_minute, v.rate.burst, v.source),
+        (60.0, 2.0, LimitSource::Account)
+    );
+    // 9 tokens kept, capped at 2; low's 20 % of a burst of 2 reserves none.
+    let view = l.view(&a).await.unwrap();
+    assert_eq!((view.per_minute, view.burst), (60.0, 2.0));
+    assert!(view.tokens <= 2.0, "{view:?}");
+    assert!(l.acquire(&a, Priority::Low).await.unwrap().is_allowed());
+    assert!(l.acquire(&a, Priority::Low).await.unwrap().is_allowed());
+    let d = l.acquire(&a, Priority::Low).await.unwrap();
+    assert!(
+        d.wait() > Duration::from_millis(900) && d.wait() <= Duration::from_secs(1),
+        "60/min: about a second, {d:?}"
+    );
+    assert!(l.clear_limit(&a).await.unwrap());
+    assert!(!l.clear_limit(&a).await.unwrap(), "already cleared");
+    let v = l.limit(&a).await.unwrap();
+    assert_eq!(
+        (v.rate.per_minute, v.rate.burst, v.source),
+        (600.0, 10.0, LimitSource::Default)
+    );
 }
 
 #[tokio::test]
@@ -182,20 +288,21 @@ async fn client_clock_never_runs_backwards() {
     let a = account("skew");
     let t = 1_900_000_000_000_000u64;
     assert!(
-        l.acquire_raw(&a, Priority::High, 0.0, t)
+        l.acquire_raw(&a, Priority::High, 0, t)
             .await
             .unwrap()
             .is_allowed()
     );
     // An instance whose clock is an hour behind cannot mint tokens.
     assert!(
-        !l.acquire_raw(&a, Priority::High, 0.0, t - 3_600_000_000)
+        !l.acquire_raw(&a, Priority::High, 0, t - 3_600_000_000)
             .await
             .unwrap()
             .is_allowed()
     );
+    // The denied message comes back at the slot it was given.
     assert!(
-        l.acquire_raw(&a, Priority::High, 0.0, t + 1_000_000)
+        l.acquire_with(&a, Priority::High, 0, t + 1_000_000, true)
             .await
             .unwrap()
             .is_allowed()
@@ -208,7 +315,13 @@ async fn status_transitions_never_leave_a_terminal_state() {
     let a = account("status");
     let id = MessageId::new();
     let created = OffsetDateTime::now_utc();
-    s.put_queued(&a, &id, Priority::Low, created).await.unwrap();
+    let new = shared::store::NewRecord {
+        priority: Priority::Low,
+        created_at: created,
+        recipient_id: "fan_1".into(),
+        send_at: None,
+    };
+    s.put_new(&a, &id, &new).await.unwrap();
     let fb = Some((Priority::Low, created));
     assert_eq!(
         s.transition(&a, &id, Status::Sending, Transition::default(), fb)
@@ -221,6 +334,7 @@ async fn status_transitions_never_leave_a_terminal_state() {
         sent_at: Some(created),
         upstream_message_id: Some("u1".into()),
         last_error: None,
+        ..Transition::default()
     };
     assert_eq!(
         s.transition(&a, &id, Status::Sent, sent, fb).await.unwrap(),
@@ -351,4 +465,143 @@ async fn only_dead_messages_are_revived() {
         s.get(&a, &sent).await.unwrap().unwrap().status,
         Status::Sent
     );
+}
+
+/// DELETE against the consumer's send, raced on purpose: four consumer
+/// instances (connections of their own) claim and start the send of one
+/// message while the producer cancels it, a few hundred times with the
+/// timings shifted each round. Exactly one side wins every round: a cancel
+/// that answered `Cancelled` never has a send after it, and a message some
+/// consumer started sending is never reported cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_racing_claims_has_exactly_one_winner() {
+    use shared::store::{CancelOutcome, NewRecord, SendGate};
+    let ttl = Duration::from_secs(60);
+    let mut consumers = Vec::new();
+    for _ in 0..4 {
+        consumers.push(RedisStore::new(conn().await, ttl));
+    }
+    let producer = RedisStore::new(conn().await, ttl);
+    let a = account("cancel_race");
+    let (mut cancelled, mut sent) = (0, 0);
+    for round in 0..300u64 {
+        let id = MessageId::new();
+        let created = OffsetDateTime::now_utc();
+        let new = NewRecord {
+            priority: Priority::Medium,
+            created_at: created,
+            recipient_id: "fan_1".into(),
+            send_at: None,
+        };
+        producer.put_new(&a, &id, &new).await.unwrap();
+        let mut tasks = Vec::new();
+        for (i, c) in consumers.iter().enumerate() {
+            let (c, a) = (c.clone(), a.clone());
+            let pause = Duration::from_millis((round / 3 + i as u64) % 3);
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("consumer-{i}");
+                let lease = Duration::from_secs(10);
+                if c.claim(&a, &id, &owner, lease).await.unwrap() != ClaimOutcome::Claimed {
+                    return false;
+                }
+                tokio::time::sleep(pause).await;
+                let gate = c
+                    .begin_send(&a, &id, &owner, (Priority::Medium, created))
+                    .await
+                    .unwrap();
+                if gate == SendGate::Go {
+                    // The upstream call happens here; then the record settles.
+                    let fb = Some((Priority::Medium, created));
+                    c.transition(&a, &id, Status::Sent, Transition::default(), fb)
+                        .await
+                        .unwrap();
+                }
+                c.release(&a, &id, &owner).await.unwrap();
+                gate == SendGate::Go
+            }));
+        }
+        let (p, pa) = (producer.clone(), a.clone());
+        let wait = Duration::from_millis(round % 3);
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            p.cancel(&pa, &id).await.unwrap()
+        });
+        let mut gos = 0;
+        for t in tasks {
+            gos += usize::from(t.await.unwrap());
+        }
+        let outcome = cancel.await.unwrap();
+        assert!(gos <= 1, "round {round}: {gos} sends");
+        match outcome {
+            CancelOutcome::Cancelled => {
+                assert_eq!(gos, 0, "round {round}: cancelled, yet sent");
+                cancelled += 1;
+            }
+            CancelOutcome::TooLate(Status::Sending | Status::Sent) => {
+                assert_eq!(gos, 1, "round {round}: refused, yet nothing sent");
+                sent += 1;
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    // Both sides won sometimes: the race was real.
+    assert!(
+        cancelled > 0 && sent > 0,
+        "cancelled {cancelled}, sent {sent}"
+    );
+}
+
+/// `WAIT` after a write (`shared::durability`) has no key: on a cluster
+/// redis-rs sends it to every primary and answers the smallest count, so it
+/// confirms the write on the shard that took it (each primary counts this
+/// client's writes on its own connection). The test cluster has a replica
+/// per shard: a token and a claim are confirmed. One Redis without a
+/// replica cannot confirm them: both are errors, nothing is handed out.
+#[tokio::test]
+async fn wait_confirms_on_the_shard_that_took_the_write() {
+    use shared::durability::Durability;
+    use shared::redis_conn::Topology;
+    let mut c = conn().await;
+    let replicas = match c.topology() {
+        // scripts/redis-cluster.sh: 3 primaries, one replica each.
+        Topology::Cluster => 1,
+        Topology::Single => {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let wait = Durability {
+        replicas: 1,
+        timeout: Duration::from_millis(200),
+    };
+    // Accounts on (very likely) every shard: each write's shard must confirm it.
+    for i in 0..6 {
+        let a = account(&format!("wait{i}"));
+        let l = limiter(c.clone(), 600, 10, LimiterClock::Redis).with_durability(wait);
+        let s = RedisStore::new(c.clone(), Duration::from_secs(60)).with_durability(wait);
+        let token = l.acquire(&a, Priority::High).await;
+        let claim = s
+            .claim(&a, &MessageId::new(), "owner", Duration::from_secs(5))
+            .await;
+        if replicas >= 1 {
+            assert!(matches!(token, Ok(Decision::Allowed { .. })), "{token:?}");
+            assert!(matches!(claim, Ok(ClaimOutcome::Claimed)), "{claim:?}");
+        } else {
+            assert!(
+                matches!(token, Err(shared::limiter::LimiterError::NotReplicated(_))),
+                "{token:?}"
+            );
+            assert!(
+                matches!(claim, Err(shared::store::StoreError::NotReplicated(_))),
+                "{claim:?}"
+            );
+        }
+    }
 }

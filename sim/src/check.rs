@@ -8,10 +8,15 @@
 //! - **duplicates**: messages the API answered 2xx more than once.
 //! - **dlq_throttled_only**: dead-lettered messages whose upstream calls never
 //!   failed (429s are waits, not failures): they only waited.
+//! - **stalled_quiet**: messages of accounts that never exceeded their
+//!   bucket still queued at the end, more than [`STALL_AFTER_S`] after they
+//!   arrived: an account under its limit has nothing to wait for, so such a
+//!   message is one that would never end `sent`, `failed` or `dead`.
 //! - **lateness**: a sent message's time against the earliest a perfect
 //!   bucket (FIFO per account, full burst) could have sent it.
 
 use crate::engine::{LambdaStats, Run};
+use crate::plot::{Busiest, PlotData};
 use crate::queue::{DeadCause, Requests};
 use crate::scenario::Scenario;
 use crate::workload::index_of;
@@ -23,6 +28,10 @@ use shared::store::Status;
 const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
 const LAMBDA_PER_GB_S: f64 = 0.000_013_333_4;
 const SQS_PER_REQUEST: f64 = 0.40 / 1e6;
+/// How long a quiet account's message may still be queued at the end of a
+/// run before it counts as stalled: longer than any wait a scenario imposes
+/// on purpose (429 storms, outages).
+pub const STALL_AFTER_S: u64 = 3600;
 /// Float slack of the curve check (counts are integers, times are µs).
 const EPS: f64 = 1e-6;
 
@@ -40,11 +49,16 @@ pub struct ScenarioReport {
     pub lost: u64,
     pub duplicates: u64,
     pub dlq_throttled_only: u64,
+    /// Quiet accounts' messages still queued more than an hour after they
+    /// arrived when the run ended.
+    pub stalled_quiet: u64,
     /// Over accounts that had to wait: the time a perfect bucket needs for
     /// the messages they sent, over the time it took (1: every token used).
     pub budget_used_backlogged: Option<f64>,
     /// The most any account's k-th delivery trailed a perfect bucket's k-th.
     pub max_lateness_s: f64,
+    /// The same, over backlogged accounts only (issue 15's "ideal slot + 2 s").
+    pub max_lateness_backlogged_s: f64,
     /// p99 of arrival → upstream for accounts that never exceeded their bucket.
     pub quiet_p99_s: Option<f64>,
     pub sqs_requests_per_delivered: Option<f64>,
@@ -53,6 +67,9 @@ pub struct ScenarioReport {
     /// Lambda requests and GB-s plus SQS requests; Redis (a fixed node) not included.
     pub cost_per_million_usd: Option<f64>,
     pub detail: Detail,
+    /// What the plots are drawn from (not in `report.json`).
+    #[serde(skip)]
+    pub plots: PlotData,
 }
 
 /// What the headline numbers are made of.
@@ -85,6 +102,12 @@ pub struct Detail {
     pub visibility_refused: u64,
     pub visibility_refused_past_12h: u64,
     pub receives_over_in_flight_limit: u64,
+    /// Records handed to the consumer (SQS receives of a message) per
+    /// delivered message: `make bench`'s `receives_per_delivered`.
+    pub receives_per_delivered: Option<f64>,
+    /// `make bench`'s `budget_used`: over accounts that sent more than their
+    /// burst, messages sent over `burst + rate × (last − first send) / 60`.
+    pub budget_used_sent_over_curve: Option<f64>,
     /// A hash of every upstream request (time, message, answer): equal runs
     /// have equal fingerprints.
     pub fingerprint: String,
@@ -97,6 +120,7 @@ impl ScenarioReport {
             && self.lost == 0
             && self.duplicates == 0
             && self.dlq_throttled_only == 0
+            && self.stalled_quiet == 0
     }
 }
 
@@ -168,7 +192,6 @@ fn p99(mut v: Vec<f64>) -> Option<f64> {
 pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
     let w = &run.workload;
     let n = w.arrivals.len();
-    let (rate, burst) = (f64::from(s.limits.per_minute), f64::from(s.limits.burst));
     let arrivals = run.upstream.arrivals();
 
     let mut ok_count = vec![0u32; n];
@@ -196,7 +219,8 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
     }
 
     let (mut violations, mut worst_excess) = (0, 0.0f64);
-    for times in &per_account {
+    for (account, times) in per_account.iter().enumerate() {
+        let (rate, burst) = s.limits.of(&w.accounts[account]);
         let (v, worst) = curve_violations(times, rate, burst);
         violations += v;
         worst_excess = worst_excess.max(worst);
@@ -260,16 +284,37 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
         by_account[a.account as usize].push(i);
     }
     let (mut max_lateness, mut max_latency) = (0.0f64, 0.0f64);
+    let mut max_lateness_backlogged = 0.0f64;
     let mut quiet = Vec::new();
+    let mut quiet_points: Vec<(f64, f64)> = Vec::new();
+    let end_us = run.simulated.as_micros() as u64;
+    let mut stalled_quiet = 0u64;
+    let busiest_index =
+        (0..by_account.len()).max_by_key(|&a| (by_account[a].len(), usize::MAX - a));
+    let mut busiest = None;
     let mut by_priority: [Vec<f64>; 3] = Default::default();
     let (mut ideal_span, mut actual_span) = (0.0f64, 0.0f64);
-    for ids in &by_account {
+    let (mut curve_sent, mut curve_budget) = (0.0f64, 0.0f64);
+    for (account, ids) in by_account.iter().enumerate() {
         if ids.is_empty() {
             continue;
         }
         let times: Vec<u64> = ids.iter().map(|&i| w.arrivals[i].at_us).collect();
+        // Each account against the limit in force for it.
+        let (rate, burst) = s.limits.of(&w.accounts[account]);
         let ideal = ideal_times(&times, rate, burst);
         let backlogged = ideal.iter().zip(&times).any(|(i, t)| i > t);
+        if !backlogged {
+            stalled_quiet += ids
+                .iter()
+                .zip(&times)
+                .filter(|&(&i, &t)| {
+                    first_ok[i].is_none()
+                        && pending[i]
+                        && end_us.saturating_sub(t) > STALL_AFTER_S * 1_000_000
+                })
+                .count() as u64;
+        }
         // Lateness is the account's k-th delivery against the perfect
         // bucket's k-th: order within an account is not promised, and a
         // reordering is not a delay of the account.
@@ -289,13 +334,32 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             .push(latency);
             if !backlogged {
                 quiet.push(latency);
+                quiet_points.push((times[k] as f64 / 1e6, latency));
             }
         }
         sends.sort_unstable();
+        if busiest_index == Some(account) {
+            busiest = Some(Busiest {
+                account: w.accounts[account].clone(),
+                arrivals_s: times.iter().map(|t| *t as f64 / 1e6).collect(),
+                sends_s: sends.iter().map(|t| *t as f64 / 1e6).collect(),
+                per_minute: rate,
+                burst,
+            });
+        }
         for (at, ideal_at) in sends.iter().zip(&ideal) {
-            max_lateness = max_lateness.max(at.saturating_sub(*ideal_at) as f64 / 1e6);
+            let late = at.saturating_sub(*ideal_at) as f64 / 1e6;
+            max_lateness = max_lateness.max(late);
+            if backlogged {
+                max_lateness_backlogged = max_lateness_backlogged.max(late);
+            }
         }
         let last_actual = sends.last().copied().unwrap_or(0);
+        if sends.len() as f64 > burst {
+            let first_send = sends.first().copied().unwrap_or(0);
+            curve_sent += sends.len() as f64;
+            curve_budget += burst + rate * (last_actual - first_send) as f64 / 60e6;
+        }
         // The perfect bucket's time for as many messages as went out,
         // against the time they took.
         if backlogged && !sends.is_empty() {
@@ -324,8 +388,10 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
         lost,
         duplicates,
         dlq_throttled_only: throttled_only,
+        stalled_quiet,
         budget_used_backlogged: (actual_span > 0.0).then(|| round(ideal_span / actual_span, 4)),
         max_lateness_s: round(max_lateness, 3),
+        max_lateness_backlogged_s: round(max_lateness_backlogged, 3),
         quiet_p99_s: p99(quiet).map(|x| round(x, 3)),
         sqs_requests_per_delivered: per(req.total() as f64, sent, 4),
         handler_ms_per_delivered: per(l.billed_ms as f64, sent, 2),
@@ -355,7 +421,15 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             visibility_refused: refusals.visibility_refused,
             visibility_refused_past_12h: refusals.visibility_past_12h,
             receives_over_in_flight_limit: refusals.over_limit,
+            receives_per_delivered: per(l.records as f64, sent, 4),
+            budget_used_sent_over_curve: (curve_budget > 0.0)
+                .then(|| round(curve_sent / curve_budget, 4)),
             fingerprint: format!("{hash:016x}"),
+        },
+        plots: PlotData {
+            busiest,
+            quiet: quiet_points,
+            simulated_s: run.simulated.as_secs_f64(),
         },
     }
 }

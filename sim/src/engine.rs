@@ -16,7 +16,7 @@ use crate::upstream::SimUpstream;
 use crate::workload::{ID_BASE, Workload};
 use aws_lambda_events::event::sqs::SqsEvent;
 use consumer::process::{Deps, Settings};
-use shared::breaker::{Breaker, BreakerConfig};
+use shared::breaker::{Breaker, BreakerConfig, Permit};
 use shared::clock::Clock;
 use shared::config::DeferralStrategy;
 use shared::delivery::Jitter;
@@ -107,6 +107,17 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
     if s.faults.limiter_extra_token {
         limiter = limiter.with_extra_token();
     }
+    for own in &s.limits.accounts {
+        let account = shared::message::AccountId::parse(&own.account)
+            .map_err(|e| anyhow::anyhow!("limits.accounts: {}: {}", own.account, e.0))?;
+        limiter.set_limit(
+            &account,
+            Some(shared::limiter::Rate {
+                per_minute: f64::from(own.per_minute),
+                burst: f64::from(own.burst),
+            }),
+        );
+    }
     let deps = Arc::new(Deps {
         store: MemStore::default(),
         queue: queue.clone(),
@@ -134,12 +145,26 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
         })
     };
 
+    let keep_waited = s.redis.wait_replicas > 0;
     for o in s.faults.redis_outage.clone() {
         let deps = Arc::clone(&deps);
         tokio::spawn(async move {
-            tokio::time::sleep_until(start + Duration::from_secs(o.at_s)).await;
+            let at = start + Duration::from_secs(o.at_s);
+            // The replica's copy: the data as it was `loses_ms` before the
+            // failover (asynchronous replication that far behind).
+            let replica = if o.loses_ms > 0 {
+                tokio::time::sleep_until(at - Duration::from_millis(o.loses_ms)).await;
+                Some((deps.limiter.snapshot(), deps.store.snapshot()))
+            } else {
+                None
+            };
+            tokio::time::sleep_until(at).await;
             deps.limiter.down.store(true, Ordering::SeqCst);
             deps.store.unreachable.store(true, Ordering::SeqCst);
+            if let Some((limiter_keys, store)) = &replica {
+                deps.limiter.fail_over_to(limiter_keys, keep_waited);
+                deps.store.fail_over_to(store, keep_waited);
+            }
             if o.loses_limiter_keys {
                 deps.limiter.forget_all();
             }
@@ -147,6 +172,10 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
             deps.limiter.down.store(false, Ordering::SeqCst);
             deps.store.unreachable.store(false, Ordering::SeqCst);
         });
+    }
+
+    if s.faults.breaker_probe_leak {
+        tokio::spawn(leak_first_probe(Arc::clone(&deps)));
     }
 
     let stats = Arc::new(Mutex::new(LambdaStats::default()));
@@ -192,6 +221,28 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
     })
 }
 
+/// `faults.breaker_probe_leak`: waits for the upstream's breaker to open,
+/// takes the half-open probe the moment the open spell ends (before any
+/// delivery can) and never settles it. Should a delivery win the probe, it
+/// waits for the next opening.
+async fn leak_first_probe(deps: Arc<SimDeps>) {
+    loop {
+        match deps.breaker.refusing() {
+            Some(wait) if deps.breaker.is_open() => tokio::time::sleep(wait).await,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        if let Permit::Go(call) = deps.breaker.permit()
+            && call.is_probe()
+        {
+            std::mem::forget(call);
+            return;
+        }
+    }
+}
+
 /// The queue bodies and attributes the producer would enqueue.
 fn bodies(w: &Workload, clock: Clock) -> anyhow::Result<Vec<(String, shared::queue::Attributes)>> {
     let content = Content::parse("Hello from the simulation")
@@ -223,6 +274,7 @@ fn bodies(w: &Workload, clock: Clock) -> anyhow::Result<Vec<(String, shared::que
                     content: content.clone(),
                     priority: a.priority,
                     media_urls: MediaUrls::default(),
+                    send_at: None,
                 },
                 created,
             );

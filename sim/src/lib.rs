@@ -15,10 +15,14 @@
 //! - [`upstream`]: arrivals at the OnlyFans API.
 //! - [`engine`]: the paused runtime, producer and event source mapping.
 //! - [`check`]: violations, losses, duplicates, DLQ causes, lateness, cost.
+//! - [`plot`]: the per-scenario SVG plots.
+//! - [`bench`]: the comparison with `make bench`'s accuracy run.
 
+pub mod bench;
 pub mod check;
 pub mod engine;
 pub mod limiter;
+pub mod plot;
 pub mod queue;
 pub mod scenario;
 pub mod upstream;

@@ -27,6 +27,10 @@ struct Keys {
     pause_until_ms: Option<u64>,
 }
 
+/// The limiter's keys at one moment (a replica's copy).
+#[derive(Debug, Clone, Default)]
+pub struct LimiterKeys(HashMap<String, Keys>);
+
 fn class(p: Priority) -> usize {
     match p {
         Priority::High => 0,
@@ -40,10 +44,14 @@ fn class(p: Priority) -> usize {
 pub struct TwinLimiter {
     keys: Arc<Mutex<HashMap<String, Keys>>>,
     clock: Clock,
-    /// The rate the script is given.
+    /// The default rate the script is given.
     rate: Rate,
-    /// Tokens each class must leave (high, medium, low).
-    reserve: [f64; 3],
+    /// Accounts' own limits (each account's `limits` hash).
+    own: Arc<Mutex<HashMap<String, Rate>>>,
+    /// The share of the burst each class must leave (high, medium, low).
+    reserve_pct: [u8; 3],
+    /// Every bucket one token over its limit (a deliberately broken twin).
+    extra_token: bool,
     /// Redis does not answer (a failover in progress).
     pub down: Arc<AtomicBool>,
 }
@@ -57,11 +65,9 @@ impl TwinLimiter {
                 per_minute: f64::from(per_minute),
                 burst: f64::from(burst),
             },
-            reserve: [
-                0.0,
-                bucket::reserve_tokens(burst, reserve_pct.0),
-                bucket::reserve_tokens(burst, reserve_pct.1),
-            ],
+            own: Arc::default(),
+            reserve_pct: [0, reserve_pct.0, reserve_pct.1],
+            extra_token: false,
             down: Arc::default(),
         }
     }
@@ -69,8 +75,39 @@ impl TwinLimiter {
     /// A deliberately broken twin: every bucket holds one token more than
     /// the limit (the checker must catch it).
     pub fn with_extra_token(mut self) -> Self {
-        self.rate.burst += 1.0;
+        self.extra_token = true;
         self
+    }
+
+    /// Every key as it is now (what a replica that far behind will have).
+    pub fn snapshot(&self) -> LimiterKeys {
+        LimiterKeys(self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// A failover to a replica that had `older`: every key goes back to it,
+    /// except, with `keep_waited`, the buckets (a token taken is the only
+    /// bucket write, and the adapter `WAIT`s for it), whose state now is on
+    /// the replica. Slots (horizons) and pauses are never waited for.
+    pub fn fail_over_to(&self, older: &LimiterKeys, keep_waited: bool) {
+        let mut now = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut promoted = older.0.clone();
+        if keep_waited {
+            for (account, keys) in now.iter() {
+                promoted.entry(account.clone()).or_default().bucket = keys.bucket;
+            }
+        }
+        *now = promoted;
+    }
+
+    /// Gives `account` its own limit (`None`: back to the defaults), as
+    /// `PUT`/`DELETE /v1/admin/accounts/{a}/limits` write the hash the
+    /// script reads.
+    pub fn set_limit(&self, account: &AccountId, limit: Option<Rate>) {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        match limit {
+            Some(l) => own.insert(account.as_str().to_owned(), l),
+            None => own.remove(account.as_str()),
+        };
     }
 
     /// Loses every key (a failover to a replica that had none of them).
@@ -87,10 +124,11 @@ impl TwinLimiter {
 }
 
 impl Limiter for TwinLimiter {
-    async fn acquire(
+    async fn acquire_as(
         &self,
         account: &AccountId,
         priority: Priority,
+        held: bool,
     ) -> Result<Decision, LimiterError> {
         self.check()?;
         let now_us = self.clock.now_us().max(1);
@@ -108,14 +146,29 @@ impl Limiter for TwinLimiter {
             .pause_until_ms
             .filter(|until| *until > now_ms)
             .map(|until| (until - now_ms) * 1000);
+        let own = self
+            .own
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account.as_str())
+            .copied();
+        let (mut defaults, mut own) = (self.rate, own);
+        if self.extra_token {
+            defaults.burst += 1.0;
+            if let Some(o) = own.as_mut() {
+                o.burst += 1.0;
+            }
+        }
         let out = bucket::decide(
-            self.rate,
+            defaults,
             Input {
                 bucket,
                 horizon_us,
                 pause_us,
                 now_us,
-                reserve: self.reserve[c],
+                reserve_percent: self.reserve_pct[c],
+                held,
+                limit: own,
             },
         );
         if let Some(b) = out.bucket {
@@ -186,8 +239,62 @@ mod tests {
         }
         assert_eq!(waits, vec![6, 12, 18]);
         tokio::time::sleep(Duration::from_secs(6)).await;
+        // A newcomer queues behind the three slots; the first slot's holder
+        // takes its token.
+        assert_eq!(
+            l.acquire(&acct(), Priority::High).await.unwrap().wait(),
+            Duration::from_secs(18)
+        );
         assert!(
-            l.acquire(&acct(), Priority::High)
+            l.acquire_as(&acct(), Priority::High, true)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_own_limit_applies_to_the_next_decision() {
+        let l = TwinLimiter::new(
+            Clock::starting_at(crate::engine::WALL_START),
+            600,
+            10,
+            (10, 20),
+        );
+        l.set_limit(
+            &acct(),
+            Some(Rate {
+                per_minute: 60.0,
+                burst: 2.0,
+            }),
+        );
+        // Low's 20 % of a burst of 2 reserves nothing.
+        for _ in 0..2 {
+            assert!(
+                l.acquire(&acct(), Priority::Low)
+                    .await
+                    .unwrap()
+                    .is_allowed()
+            );
+        }
+        assert_eq!(
+            l.acquire(&acct(), Priority::Low).await.unwrap().wait(),
+            Duration::from_secs(1)
+        );
+        l.set_limit(&acct(), None);
+        // Back to 600/min: the empty bucket holds a token again after 0.1 s
+        // (at 60/min it would take 1 s); high has no slots ahead, so it goes.
+        tokio::time::sleep(Duration::from_millis(99)).await;
+        assert!(
+            !l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+        // The denied message comes back at the slot it was given.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            l.acquire_as(&acct(), Priority::High, true)
                 .await
                 .unwrap()
                 .is_allowed()

@@ -69,6 +69,14 @@ impl Requests {
     }
 }
 
+/// The approximate counts `GetQueueAttributes` gives ([`SimQueue::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub visible: u64,
+    pub not_visible: u64,
+    pub delayed: u64,
+}
+
 /// Things SQS refused or did that a report should show.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Refusals {
@@ -325,6 +333,26 @@ impl SimQueue {
     /// When the next message becomes visible, if any is waiting.
     pub fn next_visible(&self) -> Option<Instant> {
         self.lock().by_time.first().map(|(t, _)| *t)
+    }
+
+    /// What `GetQueueAttributes` reports now: `ApproximateNumberOfMessages`
+    /// (visible), `…NotVisible` (in flight: received, hidden) and `…Delayed`
+    /// (sent with `DelaySeconds`, not visible yet, never received).
+    /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html>
+    pub fn counts(&self) -> Counts {
+        let now = Instant::now();
+        let s = self.lock();
+        let mut c = Counts::default();
+        for m in s.msgs.values() {
+            if m.visible_at <= now {
+                c.visible += 1;
+            } else if m.receipt > 0 {
+                c.not_visible += 1;
+            } else {
+                c.delayed += 1;
+            }
+        }
+        c
     }
 
     /// Messages still in the queue (visible, delayed or in flight).

@@ -31,8 +31,23 @@ pub struct Scenario {
     #[serde(default)]
     pub consumer: ConsumerCfg,
     #[serde(default)]
+    pub redis: RedisCfg,
+    #[serde(default)]
     pub faults: Faults,
     pub traffic: Vec<Traffic>,
+}
+
+/// The Redis deployment the functions run against.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisCfg {
+    /// `REDIS_WAIT_REPLICAS` (shared/src/durability.rs): with 1 or more, the
+    /// writes the adapters follow with `WAIT` (a token taken, a claim, a
+    /// terminal status, an idempotency reservation) are on the replica before
+    /// the caller goes on, so a failover cannot lose them; every other write
+    /// (a denial's slot, a pause, a `queued` or `deferred` status) it can.
+    /// The template sets 1 in production (NumCacheClusters - 1).
+    pub wait_replicas: u32,
 }
 
 mod defaults {
@@ -41,14 +56,39 @@ mod defaults {
     }
 }
 
-/// Per-account limit (the same for every account in this version).
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The default per-account limit, and accounts with a limit of their own
+/// (as `PUT /v1/admin/accounts/{a}/limits` gives one).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub per_minute: u32,
     pub burst: u32,
     pub reserve_medium_percent: u8,
     pub reserve_low_percent: u8,
+    /// `[[limits.accounts]]`: an account (by its workload name, such as
+    /// `vip_0`) and its own limit.
+    pub accounts: Vec<OwnLimit>,
+}
+
+/// One account's own limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnLimit {
+    pub account: String,
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Limits {
+    /// The limit in force for `account`: (per minute, burst).
+    pub fn of(&self, account: &str) -> (f64, f64) {
+        let (p, b) = self
+            .accounts
+            .iter()
+            .find(|o| o.account == account)
+            .map_or((self.per_minute, self.burst), |o| (o.per_minute, o.burst));
+        (f64::from(p), f64::from(b))
+    }
 }
 
 impl Default for Limits {
@@ -59,6 +99,7 @@ impl Default for Limits {
             burst: 10,
             reserve_medium_percent: 10,
             reserve_low_percent: 20,
+            accounts: Vec::new(),
         }
     }
 }
@@ -117,6 +158,8 @@ impl Default for LambdaCfg {
 pub struct UpstreamCfg {
     /// Spells during which every request is answered 429 with `Retry-After`.
     pub storm: Vec<Storm>,
+    /// Spells during which every request is answered 503 (a 5xx storm).
+    pub outage: Vec<UpstreamOutage>,
     pub latency_ms: u64,
     /// Uniform extra latency in [0, jitter_ms).
     pub jitter_ms: u64,
@@ -128,6 +171,7 @@ impl Default for UpstreamCfg {
     fn default() -> Self {
         Self {
             storm: Vec::new(),
+            outage: Vec::new(),
             latency_ms: 150,
             jitter_ms: 100,
             error_rate: 0.0,
@@ -143,6 +187,14 @@ pub struct Storm {
     pub at_s: u64,
     pub for_s: u64,
     pub retry_after_s: u64,
+}
+
+/// A 5xx storm: from `at_s` for `for_s` seconds every request is answered 503.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOutage {
+    pub at_s: u64,
+    pub for_s: u64,
 }
 
 /// Consumer settings a scenario may change.
@@ -187,16 +239,27 @@ pub struct Faults {
     /// released, no status written after that moment).
     pub crash_rate: f64,
     pub crash_within_ms: u64,
+    /// A defect, to prove the checker catches it: the first half-open probe
+    /// of the upstream's circuit breaker is taken and never settled (its
+    /// permit leaked with `mem::forget`), as a copy of the delivery policy
+    /// that forgot to settle the probe on one path would do. The breaker then
+    /// refuses every call for the instance's life.
+    pub breaker_probe_leak: bool,
 }
 
-/// Redis unreachable from `at_s` for `for_s` seconds; with `loses_limiter_keys`
-/// the promoted replica has none of the limiter's keys (an asynchronous
-/// failover that lost them): every bucket is full again afterwards.
+/// Redis unreachable from `at_s` for `for_s` seconds. With `loses_ms` it is
+/// a failover to a replica `loses_ms` behind (asynchronous replication): the
+/// promoted replica has the data as it was `loses_ms` before `at_s`, except
+/// what `[redis] wait_replicas` had it acknowledge. With
+/// `loses_limiter_keys` the promoted replica has none of the limiter's keys:
+/// every bucket is full again afterwards.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outage {
     pub at_s: u64,
     pub for_s: u64,
+    #[serde(default)]
+    pub loses_ms: u64,
     #[serde(default)]
     pub loses_limiter_keys: bool,
 }
@@ -266,6 +329,11 @@ impl Scenario {
                 "limits: per_minute must be 1-600 and burst 1-1000 (the admin API's range)",
             );
         }
+        for o in &l.accounts {
+            if !(1..=600).contains(&o.per_minute) || !(1..=1000).contains(&o.burst) {
+                return bad("limits.accounts: per_minute must be 1-600 and burst 1-1000");
+            }
+        }
         if l.reserve_medium_percent > 100 || l.reserve_low_percent > 100 {
             return bad("limits: reserve percentages must be 0-100");
         }
@@ -312,6 +380,11 @@ impl Scenario {
                 ));
             }
         }
+        for (i, o) in u.outage.iter().enumerate() {
+            if o.for_s == 0 {
+                return bad(&format!("upstream.outage[{i}]: for_s must be positive"));
+            }
+        }
         let c = &self.consumer;
         if c.max_attempts == 0 || c.upstream_timeout_ms == 0 {
             return bad("consumer.max_attempts and upstream_timeout_ms must be at least 1");
@@ -320,6 +393,11 @@ impl Scenario {
             if o.for_s == 0 || o.at_s + o.for_s > self.duration_s + self.drain_s {
                 return bad(&format!(
                     "faults.redis_outage[{i}]: for_s must be positive and the outage end within the run"
+                ));
+            }
+            if o.loses_ms > o.at_s.saturating_mul(1000) || o.loses_ms > 3_600_000 {
+                return bad(&format!(
+                    "faults.redis_outage[{i}]: loses_ms must be at most an hour and no earlier than the run's start"
                 ));
             }
         }

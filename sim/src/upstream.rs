@@ -1,6 +1,7 @@
 //! The OnlyFans API model: records when each request arrives, per account
 //! and per message, and answers after a seeded latency: 2xx, 503 at the
-//! scenario's error rate, or 429 with `Retry-After` during a storm.
+//! scenario's error rate or during a 5xx storm, or 429 with `Retry-After`
+//! during a 429 storm.
 
 use crate::workload::index_of;
 use shared::delivery::{CallResult, Outcome, Upstream};
@@ -37,6 +38,8 @@ pub struct SimUpstream {
     error_rate: f64,
     /// (from, until, Retry-After) in µs after the start.
     storms: Vec<(u64, u64, Duration)>,
+    /// 5xx storms: (from, until) in µs after the start.
+    outages: Vec<(u64, u64)>,
 }
 
 impl SimUpstream {
@@ -61,6 +64,11 @@ impl SimUpstream {
                         Duration::from_secs(st.retry_after_s),
                     )
                 })
+                .collect(),
+            outages: cfg
+                .outage
+                .iter()
+                .map(|o| (o.at_s * 1_000_000, (o.at_s + o.for_s) * 1_000_000))
                 .collect(),
         }
     }
@@ -95,7 +103,11 @@ impl Upstream for SimUpstream {
             .iter()
             .find(|(from, until, _)| (*from..*until).contains(&at_us))
             .map(|(_, _, retry_after)| *retry_after);
-        let ok = ok && storm.is_none();
+        let down = self
+            .outages
+            .iter()
+            .any(|(from, until)| (*from..*until).contains(&at_us));
+        let ok = ok && storm.is_none() && !down;
         self.lock().arrivals.push(Arrival {
             at_us,
             message: index_of(msg.message_id.as_uuid()).unwrap_or(usize::MAX),

@@ -17,15 +17,20 @@
 //! - [`ScriptedUpstream`]: the OnlyFans API answering from a script ([`shared::delivery::Upstream`]).
 //! - [`ScriptedLimiter`], [`MemBuckets`]: limiter decisions from a script,
 //!   and a bucket view ([`shared::limiter::Limiter`], [`shared::limiter::BucketViewer`]).
+//! - [`RedisServer`], [`wait_for_info`]: a real `redis-server` of a test's
+//!   own (a replica pair, a server to stop), not a fake; [`test_redis`]: the
+//!   shared Redis or Redis Cluster the adapters' tests run against.
 
 mod limiter;
 mod queue;
+mod redis_server;
 mod store;
 mod upstream;
 
 pub use limiter::{MemBuckets, ScriptedLimiter};
 pub use queue::MemQueue;
-pub use store::MemStore;
+pub use redis_server::{RedisServer, test_redis, wait_for_info};
+pub use store::{MemCampaign, MemStore, StoreCopy};
 pub use upstream::ScriptedUpstream;
 
 use std::sync::{Mutex, MutexGuard};

@@ -1,6 +1,9 @@
 use crate::lock;
 use shared::message::QueueMessage;
-use shared::queue::{Attributes, Enqueue, QueueError, QueueInfo, QueueStats, Redeliver};
+use shared::queue::{
+    Attributes, BatchError, Enqueue, QueueError, QueueInfo, QueueStats, Redeliver,
+};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +26,11 @@ pub struct MemQueue {
     pub bytes: AtomicU64,
     /// Every call fails as SQS being down does.
     pub fail: AtomicBool,
+    /// Batch entries for these recipients are refused (SQS and outbox
+    /// both), the rest of their batch is stored.
+    pub refuse_recipients: Mutex<HashSet<String>>,
+    /// `SendMessageBatch` calls made (each at most 10 entries).
+    pub batch_calls: AtomicU64,
     /// What `stats` answers.
     pub stats: Mutex<QueueStats>,
     /// Visibility changes: receipt handle, wait.
@@ -81,6 +89,36 @@ impl Enqueue for MemQueue {
             lock(&self.sent).push((msg.clone(), traceparent.map(str::to_owned)));
         }
         Ok(())
+    }
+
+    /// As the SQS adapter: calls of at most ten entries; a refused entry
+    /// leaves the rest of its batch stored.
+    async fn enqueue_batch(
+        &self,
+        msgs: &[QueueMessage],
+        traceparent: Option<&str>,
+    ) -> Result<(), BatchError> {
+        let lens: Vec<usize> = msgs.iter().map(|m| m.to_body().len()).collect();
+        let mut failed = Vec::new();
+        for range in shared::queue::batches(&lens) {
+            self.batch_calls.fetch_add(1, Ordering::SeqCst);
+            for m in &msgs[range] {
+                let refused = lock(&self.refuse_recipients).contains(m.recipient_id.as_str());
+                if refused || self.enqueue(m, traceparent).await.is_err() {
+                    failed.push(m.message_id);
+                }
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(BatchError {
+            failed,
+            error: QueueError::Sqs {
+                op: "SendMessageBatch",
+                message: "fake queue refused entries".into(),
+            },
+        })
     }
 }
 

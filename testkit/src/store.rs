@@ -1,11 +1,15 @@
 use crate::lock;
-use shared::idempotency::{Entry, IdempotencyKey, IdempotencyState, IdempotencyStore};
-use shared::message::{AccountId, MessageId, Priority};
-use shared::store::{
-    ClaimOutcome, ClaimStore, Status, StatusRecord, StatusStore, StoreError, StoreHealth,
-    Transition,
+use shared::campaign::{
+    AddOutcome, CampaignId, CampaignRecord, CampaignSpec, CampaignStore, Counts, PAGE_SCAN_MAX,
+    Page, Slot,
 };
-use std::collections::HashMap;
+use shared::idempotency::{Entry, IdempotencyKey, IdempotencyState, IdempotencyStore};
+use shared::message::{AccountId, MessageId, Priority, RecipientId};
+use shared::store::{
+    CancelOutcome, ClaimOutcome, ClaimStore, NewRecord, SendGate, SlotChange, Status, StatusRecord,
+    StatusStore, StoreError, StoreHealth, Transition,
+};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -38,6 +42,8 @@ pub struct MemStore {
     pub deleted: Mutex<Vec<MessageId>>,
     /// Idempotency keys released, in order.
     pub released: Mutex<Vec<String>>,
+    /// Campaigns by account and id.
+    pub campaigns: Mutex<HashMap<(String, CampaignId), MemCampaign>>,
 }
 
 /// What the connection manager reports when Redis refuses connections.
@@ -52,7 +58,47 @@ fn key(account: &AccountId, id: &MessageId) -> Key {
     (account.to_string(), *id)
 }
 
+/// The store's data at one moment: what a replica that far behind holds.
+#[derive(Clone, Default)]
+pub struct StoreCopy {
+    records: HashMap<Key, StatusRecord>,
+    keys: HashMap<(String, String), Entry>,
+    claims: HashMap<Key, (String, Instant)>,
+}
+
 impl MemStore {
+    /// Records, idempotency keys and claims as they are now.
+    pub fn snapshot(&self) -> StoreCopy {
+        StoreCopy {
+            records: lock(&self.records).clone(),
+            keys: lock(&self.keys).clone(),
+            claims: lock(&self.claims).clone(),
+        }
+    }
+
+    /// A failover to a replica that had `older`: the data goes back to it,
+    /// except, with `keep_waited` (`REDIS_WAIT_REPLICAS` > 0), what the Redis
+    /// adapter follows with `WAIT` and so is on the replica already: claims,
+    /// idempotency keys and terminal statuses. (`WAIT` covers every earlier
+    /// write of its connection too; keeping only these is the lower bound.)
+    pub fn fail_over_to(&self, older: &StoreCopy, keep_waited: bool) {
+        let mut records = lock(&self.records);
+        let mut promoted = older.records.clone();
+        if keep_waited {
+            for (k, r) in records.iter() {
+                if r.status.is_terminal() {
+                    promoted.insert(k.clone(), r.clone());
+                }
+            }
+        }
+        *records = promoted;
+        drop(records);
+        if !keep_waited {
+            *lock(&self.keys) = older.keys.clone();
+            *lock(&self.claims) = older.claims.clone();
+        }
+    }
+
     /// Room for `n` records and keys: no rehash in the middle of a timed call.
     pub fn with_capacity(n: usize) -> Self {
         Self {
@@ -114,28 +160,52 @@ impl StatusStore for MemStore {
         Ok(lock(&self.records).get(&key(account, id)).cloned())
     }
 
-    async fn put_queued(
+    async fn put_new(
         &self,
         account: &AccountId,
         id: &MessageId,
-        priority: Priority,
-        created_at: OffsetDateTime,
+        record: &NewRecord,
     ) -> Result<(), StoreError> {
         self.check()?;
         lock(&self.records).insert(
             key(account, id),
             StatusRecord {
                 message_id: *id,
-                status: Status::Queued,
-                priority,
+                status: record.status(),
+                priority: record.priority,
                 attempts: 0,
-                created_at,
+                created_at: record.created_at,
                 sent_at: None,
                 upstream_message_id: None,
                 last_error: None,
+                recipient_id: Some(record.recipient_id.clone()),
+                campaign_id: None,
+                send_at: record.send_at,
+                slot_at: None,
             },
         );
         Ok(())
+    }
+
+    async fn cancel(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.check()?;
+        let mut records = lock(&self.records);
+        let Some(r) = records.get_mut(&key(account, id)) else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        Ok(match r.status {
+            s if s.is_cancellable() => {
+                r.status = Status::Cancelled;
+                r.slot_at = None;
+                CancelOutcome::Cancelled
+            }
+            Status::Cancelled => CancelOutcome::AlreadyCancelled,
+            s => CancelOutcome::TooLate(s),
+        })
     }
 
     async fn delete(&self, account: &AccountId, id: &MessageId) -> Result<(), StoreError> {
@@ -179,6 +249,10 @@ impl StatusStore for MemStore {
             sent_at: None,
             upstream_message_id: None,
             last_error: None,
+            recipient_id: None,
+            campaign_id: None,
+            send_at: None,
+            slot_at: None,
         });
         r.status = to;
         // The script writes the fallback's fields on every transition.
@@ -197,6 +271,11 @@ impl StatusStore for MemStore {
         }
         if change.last_error.is_some() {
             r.last_error = change.last_error;
+        }
+        match change.slot {
+            SlotChange::Keep => {}
+            SlotChange::Set(t) => r.slot_at = Some(t),
+            SlotChange::Clear => r.slot_at = None,
         }
         Ok(Some(r.status))
     }
@@ -224,6 +303,48 @@ impl ClaimStore for MemStore {
                 Ok(ClaimOutcome::Claimed)
             }
         }
+    }
+
+    async fn begin_send(
+        &self,
+        account: &AccountId,
+        id: &MessageId,
+        owner: &str,
+        (priority, created_at): (Priority, OffsetDateTime),
+    ) -> Result<SendGate, StoreError> {
+        self.check()?;
+        // One lock over claims and records: as atomic as the script.
+        let claims = lock(&self.claims);
+        let now = Instant::now();
+        if claims
+            .get(&key(account, id))
+            .is_some_and(|(o, until)| o != owner && *until > now)
+        {
+            return Ok(SendGate::ClaimLost);
+        }
+        let mut records = lock(&self.records);
+        let r = records
+            .entry(key(account, id))
+            .or_insert_with(|| StatusRecord {
+                message_id: *id,
+                status: Status::Sending,
+                priority,
+                attempts: 0,
+                created_at,
+                sent_at: None,
+                upstream_message_id: None,
+                last_error: None,
+                recipient_id: None,
+                campaign_id: None,
+                send_at: None,
+                slot_at: None,
+            });
+        if r.status.is_terminal() {
+            return Ok(SendGate::Settled(r.status));
+        }
+        r.status = Status::Sending;
+        r.slot_at = None;
+        Ok(SendGate::Go)
     }
 
     async fn release(
@@ -311,5 +432,217 @@ impl StoreHealth for MemStore {
             return Err(StoreError::Redis(redis_down()));
         }
         self.check()
+    }
+}
+
+/// One campaign in memory, as the Redis keys hold it.
+#[derive(Debug, Clone)]
+pub struct MemCampaign {
+    pub created_at: OffsetDateTime,
+    pub spec: CampaignSpec,
+    pub cancelled: bool,
+    /// Recipient -> message id.
+    pub recipients: HashMap<String, MessageId>,
+    /// Message ids in creation order.
+    pub order: Vec<MessageId>,
+    /// Stored, not yet confirmed on the queue.
+    pub pending: HashSet<MessageId>,
+    pub first_answer: Option<(u64, u64)>,
+}
+
+impl MemStore {
+    /// A campaign as stored.
+    pub fn campaign_copy(&self, account: &str, id: &CampaignId) -> Option<MemCampaign> {
+        lock(&self.campaigns)
+            .get(&(account.to_owned(), *id))
+            .cloned()
+    }
+}
+
+impl CampaignStore for MemStore {
+    async fn create_campaign(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+        spec: &CampaignSpec,
+        created_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut campaigns = lock(&self.campaigns);
+        let k = (account.to_string(), *id);
+        if campaigns.contains_key(&k) {
+            return Ok(false);
+        }
+        campaigns.insert(
+            k,
+            MemCampaign {
+                created_at,
+                spec: spec.clone(),
+                cancelled: false,
+                recipients: HashMap::new(),
+                order: Vec::new(),
+                pending: HashSet::new(),
+                first_answer: None,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Counts are read from the records themselves: what the Redis counters
+    /// must always agree with.
+    async fn campaign(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+    ) -> Result<Option<CampaignRecord>, StoreError> {
+        self.check()?;
+        let campaigns = lock(&self.campaigns);
+        let Some(c) = campaigns.get(&(account.to_string(), *id)) else {
+            return Ok(None);
+        };
+        let records = lock(&self.records);
+        let mut counts = Counts::default();
+        for m in &c.order {
+            if let Some(r) = records.get(&key(account, m)) {
+                *counts.get_mut(r.status) += 1;
+            }
+        }
+        Ok(Some(CampaignRecord {
+            id: *id,
+            created_at: c.created_at,
+            spec: c.spec.clone(),
+            cancelled: c.cancelled,
+            total: c.order.len() as u64,
+            counts,
+            first_answer: c.first_answer,
+        }))
+    }
+
+    async fn add_recipients(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+        spec: &CampaignSpec,
+        created_at: OffsetDateTime,
+        recipients: &[(RecipientId, MessageId)],
+    ) -> Result<AddOutcome, StoreError> {
+        self.check()?;
+        let mut campaigns = lock(&self.campaigns);
+        let Some(c) = campaigns.get_mut(&(account.to_string(), *id)) else {
+            return Ok(AddOutcome::NotFound);
+        };
+        if c.cancelled {
+            return Ok(AddOutcome::Cancelled);
+        }
+        let mut records = lock(&self.records);
+        let slots = recipients
+            .iter()
+            .map(|(r, m)| match c.recipients.get(r.as_str()) {
+                Some(existing) if c.pending.contains(existing) => Slot::Pending(*existing),
+                Some(_) => Slot::Duplicate,
+                None => {
+                    c.recipients.insert(r.as_str().to_owned(), *m);
+                    c.order.push(*m);
+                    c.pending.insert(*m);
+                    records.insert(
+                        key(account, m),
+                        StatusRecord {
+                            message_id: *m,
+                            status: spec.initial_status(created_at),
+                            priority: spec.priority,
+                            attempts: 0,
+                            created_at,
+                            sent_at: None,
+                            upstream_message_id: None,
+                            last_error: None,
+                            recipient_id: Some(r.as_str().to_owned()),
+                            campaign_id: Some(id.to_string()),
+                            send_at: spec.send_at,
+                            slot_at: None,
+                        },
+                    );
+                    Slot::New(*m)
+                }
+            })
+            .collect();
+        Ok(AddOutcome::Added(slots))
+    }
+
+    async fn mark_enqueued(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+        messages: &[MessageId],
+        answer: Option<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut campaigns = lock(&self.campaigns);
+        if let Some(c) = campaigns.get_mut(&(account.to_string(), *id)) {
+            for m in messages {
+                c.pending.remove(m);
+            }
+            if c.first_answer.is_none() {
+                c.first_answer = answer;
+            }
+        }
+        Ok(())
+    }
+
+    async fn campaign_page(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+        status: Option<Status>,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.check()?;
+        let campaigns = lock(&self.campaigns);
+        let Some(c) = campaigns.get(&(account.to_string(), *id)) else {
+            return Ok(Page {
+                records: Vec::new(),
+                next: None,
+            });
+        };
+        let records = lock(&self.records);
+        let mut out = Vec::new();
+        let mut at = cursor as usize;
+        let mut scanned = 0;
+        while at < c.order.len() {
+            let r = records.get(&key(account, &c.order[at]));
+            at += 1;
+            scanned += 1;
+            if let Some(r) = r.filter(|r| status.is_none_or(|s| r.status == s)) {
+                out.push(r.clone());
+                if out.len() == limit {
+                    break;
+                }
+            }
+            if scanned >= PAGE_SCAN_MAX {
+                break;
+            }
+        }
+        let next = (at < c.order.len()).then_some(at as u64);
+        Ok(Page { records: out, next })
+    }
+
+    async fn cancel_campaign(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        let order = {
+            let mut campaigns = lock(&self.campaigns);
+            let Some(c) = campaigns.get_mut(&(account.to_string(), *id)) else {
+                return Ok(false);
+            };
+            c.cancelled = true;
+            c.order.clone()
+        };
+        for m in &order {
+            self.cancel(account, m).await?;
+        }
+        Ok(true)
     }
 }

@@ -313,7 +313,7 @@ pub async fn settle(f: &Faults, msgs: &[Msg], limit: Duration) -> Result<Settled
 
 /// Polls every message's status record until each is `sent`, `failed` or
 /// `dead`; fails after `limit` naming what the rest last showed.
-async fn wait_until_final(s: &Stack, msgs: &[Msg], limit: Duration) -> Result<Statuses> {
+pub async fn wait_until_final(s: &Stack, msgs: &[Msg], limit: Duration) -> Result<Statuses> {
     let started = Instant::now();
     let mut statuses = HashMap::new();
     let mut pending: Vec<&Msg> = msgs.iter().collect();
@@ -360,7 +360,7 @@ fn is_final(status: &HashMap<String, String>) -> bool {
 }
 
 /// Nothing left behind: no deferred or duplicate copy still to come.
-async fn wait_until_queue_empty(s: &Stack) -> Result<()> {
+pub async fn wait_until_queue_empty(s: &Stack) -> Result<()> {
     eventually("the queue to drain", Duration::from_secs(60), || async {
         let q = s.queue_stats().await?;
         Ok((q.visible + q.in_flight + q.delayed == 0).then_some(()))

@@ -79,6 +79,78 @@ impl Stack {
         shared::auth::sign(&self.jwt_secret, account, now, 3600).unwrap_or_default()
     }
 
+    /// A valid bearer token for `account` with the admin scope.
+    pub fn admin_token(&self, account: &str) -> String {
+        let now = shared::now_ms() / 1000;
+        shared::auth::sign_with_scope(
+            &self.jwt_secret,
+            account,
+            Some(shared::auth::ADMIN_SCOPE),
+            now,
+            3600,
+        )
+        .unwrap_or_default()
+    }
+
+    /// Gives `account` its own limit on both sides: the product (the
+    /// producer's admin route, which the limiter script reads) and the stub
+    /// (which then judges the account's calls against it).
+    pub async fn set_account_limit(
+        &self,
+        account: &str,
+        per_minute: u32,
+        burst: u32,
+    ) -> Result<()> {
+        let resp = self
+            .http
+            .put(format!(
+                "{}/v1/admin/accounts/{account}/limits",
+                self.producer_url
+            ))
+            .bearer_auth(self.admin_token("t_admin"))
+            .json(&serde_json::json!({"perMinute": per_minute, "burst": burst}))
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            bail!(
+                "PUT limits: {} {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        let resp = self
+            .http
+            .put(format!("{}/__accounts/{account}/limit", self.stub_url))
+            .json(&serde_json::json!({"ratePerMinute": per_minute, "burst": burst}))
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            bail!("stub limit: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Returns `account` to the defaults on both sides.
+    pub async fn clear_account_limit(&self, account: &str) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!(
+                "{}/v1/admin/accounts/{account}/limits",
+                self.producer_url
+            ))
+            .bearer_auth(self.admin_token("t_admin"))
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            bail!("DELETE limits: {}", resp.status());
+        }
+        self.http
+            .delete(format!("{}/__accounts/{account}/limit", self.stub_url))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// `POST /v1/messages` as `account`; returns (status, body).
     pub async fn post_message(&self, account: &str, body: &Value) -> Result<(u16, Value)> {
         let resp = self
@@ -155,10 +227,23 @@ impl Stack {
         aws_sdk_sqs::Client::new(&config)
     }
 
-    /// A Redis connection.
-    pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        Ok(client.get_multiplexed_async_connection().await?)
+    /// A connection to the stack's Redis: a Redis Cluster when
+    /// `REDIS_CLUSTER` is true (as the functions are told), else one Redis.
+    pub async fn redis(&self) -> Result<shared::redis_conn::RedisConn> {
+        let cluster = matches!(
+            std::env::var("REDIS_CLUSTER")
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+                .as_str(),
+            "true" | "1" | "yes" | "on"
+        );
+        let topology = if cluster {
+            shared::redis_conn::Topology::Cluster
+        } else {
+            shared::redis_conn::Topology::Single
+        };
+        Ok(shared::redis_conn::connect(&self.redis_url, topology).await?)
     }
 }
 
@@ -229,6 +314,7 @@ pub fn queue_body(account: &str, id: &str, priority: &str, recipient: &str) -> S
         ),
         priority: valid("priority", Priority::parse(priority)),
         media_urls: MediaUrls::default(),
+        send_at: None,
     };
     QueueMessage::new(
         valid("message id", MessageId::parse(id)),

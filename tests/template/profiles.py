@@ -17,7 +17,7 @@ Used by test_template.py (fixtures), scripts/check-template.sh (one
 translation per profile, each linted) and tools/cost (the resources each
 profile deploys).
 
-    python tests/template/profiles.py PROFILE INPUT_JSON OUTPUT_JSON
+    python tests/template/profiles.py PROFILE|VARIANT INPUT_JSON OUTPUT_JSON
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("production", "small")
+# Deployments the checks also resolve and lint: a profile with more
+# parameters given (scripts/check-template.sh lints each one).
+VARIANTS: dict[str, dict[str, str]] = {
+    "production-cluster": {"Profile": "production", "RedisClusterMode": "enabled"},
+}
 
 _UNKNOWN = object()
 _NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -168,7 +173,17 @@ def resolve(
 def for_profile(
     translated: dict[str, Any], profile: str, prune_parameters: bool = False, use_defaults: bool = False
 ) -> dict[str, Any]:
-    """Only the profile's conditions are decided unless `use_defaults`."""
+    """Only the profile's conditions are decided unless `use_defaults`
+    (a variant's too: its parameters are given)."""
+    if profile in VARIANTS:
+        out = resolve(translated, VARIANTS[profile], prune_parameters, use_defaults)
+        if prune_parameters:
+            # A variant's own parameters, once decided, are unused like any other.
+            text = json.dumps({k: v for k, v in out.items() if k != "Parameters"})
+            for k in set(VARIANTS[profile]) - {"Profile"}:
+                if f'"{k}"' not in text and f"${{{k}}}" not in text:
+                    out["Parameters"].pop(k, None)
+        return out
     assert profile in PROFILES, profile
     return resolve(translated, {"Profile": profile}, prune_parameters, use_defaults)
 

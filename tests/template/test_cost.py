@@ -88,3 +88,26 @@ def test_a_bench_report_replaces_the_recorded_figures(tmp_path):
     assert any("report.json" in s for s in sources)
     recorded, _, _ = cost.load_inputs(bench=tmp_path / "absent.json", sim=tmp_path / "none.json")
     assert recorded["receives_per_delivered"] == 1.01
+
+
+def test_campaigns_post_many_messages_per_request(tmp_path):
+    """--campaigns: the share posted through POST /v1/campaigns is one HTTP
+    request and one Lambda request per 1,000 messages and one SQS send per
+    ten, so the same month costs less per message."""
+    runs = {}
+    for share in (0.0, 0.9):
+        out = tmp_path / f"c{share}.json"
+        assert cost.main(["cost.py", "--out", str(out), "--campaigns", str(share)]) == 0
+        runs[share] = json.loads(out.read_text())["profiles"]["production"]["1000000"]
+    single, mass = runs[0.0], runs[0.9]
+    assert single["lines"]["API Gateway HTTP API"]["quantity"] == pytest.approx(1_000_000)
+    assert mass["lines"]["API Gateway HTTP API"]["quantity"] == pytest.approx(100_000 + 900)
+    sends = single["lines"]["SQS requests"]["quantity"] - mass["lines"]["SQS requests"]["quantity"]
+    assert sends == pytest.approx(900_000 - 90_000)
+    assert mass["per_million_usd_without_free_tier"] < single["per_million_usd_without_free_tier"]
+    assert mass["model"]["campaign_share"] == 0.9 and "campaign_share" in single["model"]
+
+
+def test_a_campaign_share_outside_zero_to_one_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        cost.main(["cost.py", "--out", str(tmp_path / "x.json"), "--campaigns", "1.5"])

@@ -39,6 +39,7 @@ DLQ = "OutboundDLQ"
 # The names the functions read (CONTRACT.md plus the AWS-only ones).
 ENV_VARS = {
     "REDIS_URL",
+    "REDIS_CLUSTER",
     "QUEUE_URL",
     "DLQ_URL",
     "RATE_LIMIT_PER_MINUTE",
@@ -65,10 +66,23 @@ LAMBDA_LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
 ROUTES = {
     ("/v1/messages", "post"),
     ("/v1/messages/{id}", "get"),
+    ("/v1/messages/{id}", "delete"),
+    ("/v1/campaigns", "post"),
+    ("/v1/campaigns/{id}", "get"),
+    ("/v1/campaigns/{id}", "delete"),
+    ("/v1/campaigns/{id}/recipients", "post"),
+    ("/v1/campaigns/{id}/messages", "get"),
     ("/v1/status", "get"),
+    ("/v1/limits", "get"),
+    ("/v1/admin/accounts/{accountId}/limits", "get"),
+    ("/v1/admin/accounts/{accountId}/limits", "put"),
+    ("/v1/admin/accounts/{accountId}/limits", "delete"),
     ("/health", "get"),
 }
 PUBLIC_ROUTES = {("/health", "get")}
+# Routes the authorizer opens only to a token with the admin scope.
+ADMIN_SCOPE = "messages:admin"
+ADMIN_ROUTES = {(p, m) for (p, m) in ROUTES if p.startswith("/v1/admin/")}
 
 # AWS managed policies the SAM transform attaches by itself, each with the
 # property that makes it do so. They are the only place a "*" may appear:
@@ -81,7 +95,7 @@ SAM_MANAGED_POLICIES = {
     # an ARN and EC2 Describe* has no resource-level permissions. From VpcConfig.
     "service-role/AWSLambdaVPCAccessExecutionRole": "vpc",
     # xray:PutTraceSegments/PutTelemetryRecords on "*": X-Ray has no resource-level
-    # permissions. From Tracing: Active.
+    # permissions. From Tracing (Active, or the Tracing parameter).
     "AWSXrayWriteOnlyAccess": "tracing",
     # The CodeDeploy service role SAM creates for DeploymentPreference.
     "service-role/AWSCodeDeployRoleForLambda": "codedeploy",
@@ -277,8 +291,17 @@ def test_functions_are_rust_on_al2023_arm64(raw, cfn, function, binary):
     assert p.get("Runtime") == "provided.al2023"
     assert p.get("Architectures") == ["arm64"]
     assert p.get("Handler") == "bootstrap"
-    assert p.get("TracingConfig", {}).get("Mode") == "Active"
+    assert ref_target(p.get("TracingConfig", {}).get("Mode")) == "Tracing"
     assert p.get("LoggingConfig", {}).get("LogFormat") == "JSON"
+
+
+def test_tracing_is_a_choice_and_off_by_default(raw):
+    # X-Ray on every invocation is most of the production bill per message
+    # at low volume (make cost): the operator turns it on, knowing its price.
+    param = raw["Parameters"].get("Tracing")
+    assert param, "the Tracing parameter is gone"
+    assert set(param.get("AllowedValues", [])) == {"Active", "PassThrough"}
+    assert param.get("Default") == "PassThrough"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -301,9 +324,13 @@ def test_functions_get_every_configuration_variable(cfn, profile, function):
         )
         assert variables.get("LIMITER_CLOCK") == "client", "a serverless Redis may refuse TIME in scripts"
         return
-    sub = redis_url.get("Fn::Sub") if isinstance(redis_url, dict) else redis_url
-    assert isinstance(sub, str) and sub.startswith("rediss://"), "Redis must be reached over TLS"
-    assert "RedisReplicationGroup.PrimaryEndPoint.Address" in sub
+    # One URL per cluster mode (test_cluster_mode_is_a_parameter_...): both TLS.
+    cond, yes, no = _branches(redis_url)
+    assert cond in (None, "ClusterMode"), cond
+    for branch in (yes, no):
+        sub = branch.get("Fn::Sub") if isinstance(branch, dict) else branch
+        assert isinstance(sub, str) and sub.startswith("rediss://"), "Redis must be reached over TLS"
+        assert "RedisReplicationGroup." in sub
 
 
 def test_application_log_level_is_a_parameter_of_lambdas_levels_default_info(raw):
@@ -314,6 +341,15 @@ def test_application_log_level_is_a_parameter_of_lambdas_levels_default_info(raw
     assert param.get("Default") == "INFO"
 
 
+def test_platform_log_lines_are_a_choice_and_off_by_default(raw):
+    # platform.start/report: ~600 bytes of ingested logs per invocation that
+    # Lambda's own metrics make redundant (make cost prices them).
+    param = raw["Parameters"].get("SystemLogLevel")
+    assert param is not None
+    assert param.get("AllowedValues") == ["DEBUG", "INFO", "WARN"]
+    assert param.get("Default") == "WARN"
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_functions_filter_json_logs_at_the_application_log_level(cfn, function):
     logging_config = props(cfn, function).get("LoggingConfig", {})
@@ -321,6 +357,7 @@ def test_functions_filter_json_logs_at_the_application_log_level(cfn, function):
     # JSON lines with `level` and an RFC 3339 `timestamp` for it.
     assert logging_config.get("LogFormat") == "JSON"
     assert ref_target(logging_config.get("ApplicationLogLevel")) == "ApplicationLogLevel"
+    assert ref_target(logging_config.get("SystemLogLevel")) == "SystemLogLevel"
     variables = props(cfn, function).get("Environment", {}).get("Variables", {})
     # RUST_LOG would only look like it sets the level: AWS_LAMBDA_LOG_LEVEL
     # (from ApplicationLogLevel) comes first.
@@ -449,6 +486,96 @@ def test_redis_is_encrypted_and_authenticated(cfn, profile):
         )
 
 
+def _branches(value: Any) -> tuple[Any, Any, Any]:
+    """(condition, if-true, if-false) of an `Fn::If`, or (None, v, v)."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        cond, yes, no = value["Fn::If"]
+        return cond, yes, no
+    return None, value, value
+
+
+def _deployed(translated: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The translation as a deploy with these parameter values (the rest at
+    their defaults) resolves it; `Ref`s to parameters are left as they are."""
+    return profiles.resolve(translated, values, use_defaults=True)
+
+
+def _value(t: dict[str, Any], v: Any, values: dict[str, str]) -> str:
+    name = ref_target(v)
+    if name is not None and name in t["Parameters"]:
+        return str(values.get(name, t["Parameters"][name].get("Default")))
+    return str(v)
+
+
+DEPLOYMENTS = [
+    {"Profile": "production", "Env": env, "RedisClusterMode": mode}
+    for env in ("production", "staging")
+    for mode in ("disabled", "enabled")
+] + [{"Profile": "production", "Env": "production", "RedisClusterMode": "enabled", "RedisReplicasPerShard": "2"}]
+
+
+@pytest.mark.parametrize("values", DEPLOYMENTS, ids=lambda v: "-".join(v.values()))
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_replica_confirms_what_a_failover_must_not_lose(translated, values, function):
+    """REDIS_WAIT_REPLICAS is each shard's replica count in production, 0
+    elsewhere: fewer leaves writes a failover can lose, more blocks every
+    send (WAIT can never be satisfied). Without cluster mode the group's
+    replicas are NumCacheClusters - 1, with it ReplicasPerNodeGroup."""
+    t = _deployed(translated, values)
+    variables = props(t, function)["Environment"]["Variables"]
+    group = next(iter(resources(t, "AWS::ElastiCache::ReplicationGroup").values()))["Properties"]
+    if "NumNodeGroups" in group:
+        replicas = int(_value(t, group["ReplicasPerNodeGroup"], values))
+    else:
+        replicas = int(_value(t, group["NumCacheClusters"], values)) - 1
+    wait = int(_value(t, variables["REDIS_WAIT_REPLICAS"], values))
+    assert wait == (replicas if values["Env"] == "production" else 0), (wait, replicas)
+    assert 1 <= int(variables["REDIS_WAIT_TIMEOUT_MS"]) <= 1000
+
+
+@pytest.mark.parametrize("values", DEPLOYMENTS, ids=lambda v: "-".join(v.values()))
+def test_cluster_mode_is_a_parameter_and_the_functions_follow_it(translated, values):
+    """RedisClusterMode=enabled deploys ElastiCache's cluster mode (node
+    groups of a primary and its replicas, automatic failover, the
+    cluster-enabled parameter group) and hands the functions its
+    configuration endpoint with REDIS_CLUSTER=true; disabled, one primary
+    endpoint and REDIS_CLUSTER=false."""
+    t = _deployed(translated, values)
+    group = next(iter(resources(t, "AWS::ElastiCache::ReplicationGroup").values()))["Properties"]
+    cluster = values["RedisClusterMode"] == "enabled"
+    for f in FUNCTIONS:
+        env = props(t, f)["Environment"]["Variables"]
+        assert env["REDIS_CLUSTER"] == ("true" if cluster else "false"), f
+        url = env["REDIS_URL"]["Fn::Sub"]
+        assert url.startswith("rediss://"), f
+        endpoint = "ConfigurationEndPoint" if cluster else "PrimaryEndPoint"
+        assert f"RedisReplicationGroup.{endpoint}.Address" in url, (f, url)
+        assert f"RedisReplicationGroup.{endpoint}.Port" in url, (f, url)
+    if cluster:
+        assert "NumCacheClusters" not in group
+        assert ref_target(group["NumNodeGroups"]) == "RedisShards"
+        assert ref_target(group["ReplicasPerNodeGroup"]) == "RedisReplicasPerShard"
+        assert number(t, group["ReplicasPerNodeGroup"], "MinValue") >= 1, "cluster mode needs a replica per shard"
+        assert number(t, group["NumNodeGroups"]) == 3
+        assert group["CacheParameterGroupName"].endswith(".cluster.on")
+        assert group["AutomaticFailoverEnabled"] is True
+    else:
+        assert not {"NumNodeGroups", "ReplicasPerNodeGroup", "CacheParameterGroupName"} & set(group)
+        assert int(group["NumCacheClusters"]) == (2 if values["Env"] == "production" else 1)
+    assert group["MultiAZEnabled"] is (values["Env"] == "production")
+    # The engine's cluster parameter group matches its version.
+    if cluster:
+        major = str(group["EngineVersion"]).split(".")[0]
+        assert group["CacheParameterGroupName"] == f"default.{group['Engine']}{major}.cluster.on"
+
+
+def test_the_small_profile_has_no_cluster_switch_on(cfn, profile):
+    if profile != "small":
+        pytest.skip("the small profile's external Redis")
+    for f in FUNCTIONS:
+        assert props(cfn, f)["Environment"]["Variables"]["REDIS_CLUSTER"] == "false"
+
+
 def test_redis_port_is_open_only_to_the_functions(cfn, profile):
     if profile == "small":
         pytest.skip("no VPC, no security groups in the small profile")
@@ -529,7 +656,10 @@ def test_only_sam_added_managed_policies_and_each_for_its_reason(raw, cfn, profi
             if reason == "vpc":
                 assert p.get("VpcConfig"), f"{function} is not in a VPC but has {name}"
             if reason == "tracing":
-                assert p.get("TracingConfig", {}).get("Mode") == "Active"
+                # SAM attaches it whenever the mode may be Active: a Ref to
+                # the Tracing parameter is decided at deploy time.
+                mode = p.get("TracingConfig", {}).get("Mode")
+                assert mode == "Active" or ref_target(mode) == "Tracing"
 
 
 # The SSM parameters the small profile reads (their ARNs end so).
@@ -556,6 +686,7 @@ def ssm_parameters(statements: list[dict[str, Any]]) -> set[str]:
 def test_producer_may_only_send_and_read_queue_attributes(cfn, profile):
     g = grants(role_statements(cfn, role_of(cfn, PRODUCER)))
     sqs = {a for a in g if a.lower().startswith("sqs:")}
+    # SendMessageBatch (campaigns) is authorised by sqs:SendMessage: no action of its own.
     assert sqs <= {"sqs:SendMessage", "sqs:GetQueueAttributes"}, f"producer has {sorted(sqs)}"
     assert MAIN_QUEUE in g.get("sqs:SendMessage", set())
     assert g["sqs:SendMessage"] == {MAIN_QUEUE}, "the producer sends to the main queue only"
@@ -630,6 +761,29 @@ def test_every_route_but_health_requires_the_jwt_authorizer(cfn):
         key = route["Properties"].get("RouteKey")
         if key != "GET /health":
             assert route["Properties"].get("AuthorizationType") == "JWT", f"{key} has no JWT authorizer"
+
+
+def test_admin_routes_and_only_they_need_the_admin_scope(cfn):
+    body = http_api_body(cfn)
+    for path, ops in body["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters" or (path, method) in PUBLIC_ROUTES:
+                continue
+            scopes = {s for req in op.get("security", []) for ss in req.values() for s in ss}
+            if (path, method) in ADMIN_ROUTES:
+                assert scopes == {ADMIN_SCOPE}, f"{method.upper()} {path} scopes {scopes}"
+            else:
+                assert not scopes, f"{method.upper()} {path} must not need a scope: {scopes}"
+    admin_keys = {f"{m.upper()} {p}" for (p, m) in ADMIN_ROUTES}
+    seen = set()
+    for route in resources(cfn, "AWS::ApiGatewayV2::Route").values():
+        key = route["Properties"].get("RouteKey")
+        if key in admin_keys:
+            seen.add(key)
+            assert route["Properties"].get("AuthorizationScopes") == [ADMIN_SCOPE], key
+    # SAM puts routes in the API's OpenAPI body; separate Route resources,
+    # if any, must carry the scope too (checked above).
+    assert seen <= admin_keys
 
 
 def test_http_api_stage_throttles_and_logs_json(cfn):

@@ -183,7 +183,10 @@ def facts(t: dict[str, Any]) -> dict[str, Any]:
         binary = f.get("Metadata", {}).get("BuildProperties", {}).get("Binary", name)
         functions[binary] = {
             "memory_gb": float(param_value(t, p.get("MemorySize", 128))) / 1024,
-            "tracing": p.get("TracingConfig", {}).get("Mode") == "Active",
+            "tracing": param_value(t, p.get("TracingConfig", {}).get("Mode")) == "Active",
+            # Lambda's own platform.start/report lines go only at INFO or below.
+            "platform_logs": param_value(t, p.get("LoggingConfig", {}).get("SystemLogLevel", "INFO"))
+            in ("DEBUG", "INFO"),
             "vpc": bool(p.get("VpcConfig")),
             "arch": (p.get("Architectures") or ["x86_64"])[0],
             "env": p.get("Environment", {}).get("Variables", {}),
@@ -203,7 +206,11 @@ def facts(t: dict[str, Any]) -> dict[str, Any]:
     nodes = []
     for group in of("AWS::ElastiCache::ReplicationGroup").values():
         p = group["Properties"]
-        nodes.append((param_value(t, p["CacheNodeType"]), int(param_value(t, p.get("NumCacheClusters", 1)))))
+        if "NumNodeGroups" in p:  # cluster mode: shards of a primary and its replicas
+            count = int(param_value(t, p["NumNodeGroups"])) * (1 + int(param_value(t, p["ReplicasPerNodeGroup"])))
+        else:
+            count = int(param_value(t, p.get("NumCacheClusters", 1)))
+        nodes.append((param_value(t, p["CacheNodeType"]), count))
     retention = [int(g["Properties"].get("RetentionInDays", 3653)) for g in of("AWS::Logs::LogGroup").values()]
     by_priority = {str(f["env"].get("METRICS_BY_PRIORITY", "true")) for f in functions.values()}
     ttl = [param_value(t, f["env"].get("STATUS_TTL_SECONDS", 604800)) for f in functions.values()]
@@ -307,16 +314,28 @@ def month_bill(
         "outbox_replays": replays,
     }
 
+    # --- intake: single messages (one POST, one SendMessage each) and
+    # campaigns (one POST per `campaign_recipients_per_call` messages, sent
+    # with SendMessageBatch in tens)
+    camp = x.get("campaign_share", 0.0)
+    singles = volume * (1 - camp)
+    camp_calls = volume * camp / x["campaign_recipients_per_call"]
+    posts = singles + camp_calls
+    work["campaign_share"] = camp
+    work["producer_posts"] = posts
+
     # --- API Gateway
     if f["http_apis"]:
-        b.add("API Gateway HTTP API", "http_api_requests", volume, "one POST per message (GETs extra)")
+        detail = "one POST per message" if not camp else f"one POST per message, one per {x['campaign_recipients_per_call']:g} campaign messages"
+        b.add("API Gateway HTTP API", "http_api_requests", posts, detail + " (GETs extra)")
 
     # --- Lambda
-    b.add("Lambda requests", "lambda_requests", volume, "producer POSTs")
+    b.add("Lambda requests", "lambda_requests", posts, "producer POSTs")
     b.add("Lambda requests", "lambda_requests", replays, "minutely outbox replays")
     b.add("Lambda requests", "lambda_requests", invocations, "consumer batches")
     for name, ms, mem in (
-        ("producer POSTs", volume * x["producer_ms_per_request"], prod["memory_gb"]),
+        ("producer POSTs", singles * x["producer_ms_per_request"], prod["memory_gb"]),
+        ("producer campaign POSTs", camp_calls * x["producer_ms_per_campaign_call"], prod["memory_gb"]),
         ("outbox replays", replays * x["outbox_replay_ms"], prod["memory_gb"]),
         ("consumer", volume * (handler_ms + upstream_ms), cons["memory_gb"]),
         ("cold-start inits", (cold_prod + cold_cons) * x["init_ms"], prod["memory_gb"]),
@@ -325,7 +344,9 @@ def month_bill(
 
     # --- SQS
     idle_polls = x["idle_pollers"] * (60 / x["long_poll_seconds"]) * minutes
-    b.add("SQS requests", "sqs_requests", volume, "SendMessage")
+    b.add("SQS requests", "sqs_requests", singles, "SendMessage")
+    if camp:
+        b.add("SQS requests", "sqs_requests", volume * camp / 10, "SendMessageBatch (campaigns, in tens)")
     b.add("SQS requests", "sqs_requests", idle_polls, "idle long polls of the event source mapping")
     b.add("SQS requests", "sqs_requests", invocations, "receives that return a batch")
     b.add("SQS requests", "sqs_requests", invocations, "DeleteMessageBatch")
@@ -388,15 +409,19 @@ def month_bill(
     )
     b.add("CloudWatch alarms", "cloudwatch_alarm_metrics", f["alarm_metrics"], f"{f['alarms']} alarms")
     b.add("CloudWatch dashboards", "cloudwatch_dashboards", f["dashboards"])
+    platform_p = lb["platform_per_invocation"] if prod.get("platform_logs", True) else 0.0
+    platform_c = lb["platform_per_invocation"] if cons.get("platform_logs", True) else 0.0
     log_bytes = (
-        volume * (lb["platform_per_invocation"] + lb["emf_lines_producer"] * lb["emf_line"] + lb["app_log_producer"])
-        + volume * lb["access_log_per_request"]
-        + invocations * lb["platform_per_invocation"]
-        + volume * (lb["emf_lines_consumer"] * lb["emf_line"] + lb["app_log_consumer"])
-        + replays * lb["platform_per_invocation"]
+        # A campaign call writes one MessagesQueued line for all its messages.
+        posts * lb["emf_lines_producer"] * lb["emf_line"]
+        + singles * lb["app_log_producer"]
+        + posts * (platform_p + lb["access_log_per_request"])
+        + invocations * platform_c
+        + volume * (lb["emf_delivery_line"] + lb["app_log_consumer"])
+        + replays * platform_p
     )
     ingested = log_bytes / GB
-    work["log_bytes_per_message"] = (log_bytes - replays * lb["platform_per_invocation"]) / volume if volume else 0.0
+    work["log_bytes_per_message"] = (log_bytes - replays * platform_p) / volume if volume else 0.0
     b.add("CloudWatch Logs ingestion", "cloudwatch_logs_ingestion_gb", ingested)
     stored = ingested * min(1.0, f["log_retention_days"] / days) * x["log_compression"]
     # The 5 GB free tier covers ingestion and storage together.
@@ -418,7 +443,12 @@ def month_bill(
         traces += sampled(volume + replays)
     if cons["tracing"]:
         traces += sampled(invocations)
-    b.add("X-Ray traces", "xray_traces_recorded", traces, "Tracing: Active, Lambda's fixed sampling")
+    b.add(
+        "X-Ray traces",
+        "xray_traces_recorded",
+        traces,
+        "Tracing: Active, Lambda's fixed sampling" if prod["tracing"] or cons["tracing"] else "Tracing: PassThrough (none)",
+    )
     b.add("EventBridge schedule", "eventbridge_scheduled_rules", replays)
     b.add("CodeDeploy (canary)", "codedeploy_lambda", 0)
 
@@ -496,19 +526,19 @@ def levers(f, prices, x, volume: float, share: float) -> dict[str, Any]:
     lean = dict(x)
     lean["log_bytes.platform_per_invocation"] = 0  # SystemLogLevel=WARN drops platform.start/report
     lean["log_bytes.app_log_consumer"] = 0  # ApplicationLogLevel=WARN
-    lean["log_bytes.emf_lines_consumer"] = 1  # one EMF document for the three metrics
-    lean["log_bytes.emf_line"] = 330
-    no_trace = json.loads(json.dumps(f))
-    for fn in no_trace["functions"].values():
-        fn["tracing"] = False
+    traced = json.loads(json.dumps(f))
+    for fn in traced["functions"].values():
+        fn["tracing"] = True
     short_ttl = dict(f, status_ttl_days=1.0)
-    all_three = dict(no_trace, status_ttl_days=1.0)
+    mass = dict(x, campaign_share=0.9)
     for name, (ff, xx) in {
         "as_is": (f, x),
-        "lean_logs (SystemLogLevel=WARN, ApplicationLogLevel=WARN, one EMF document per delivery)": (f, lean),
-        "no_xray (Tracing: PassThrough)": (no_trace, x),
+        "lean_logs (ApplicationLogLevel=WARN: no INFO 'sent' line)": (f, lean),
         "status_ttl_1_day (StatusTtlSeconds=86400: Redis memory)": (short_ttl, x),
-        "all_three": (all_three, lean),
+        "lean_logs_and_ttl_1_day": (dict(f, status_ttl_days=1.0), lean),
+        "with_xray (Tracing=Active: what tracing adds)": (traced, x),
+        "campaigns_90 (90 % of messages posted as campaigns of 1,000 recipients)": (f, mass),
+        "campaigns_90_lean_logs_ttl_1_day": (dict(f, status_ttl_days=1.0), dict(lean, campaign_share=0.9)),
     }.items():
         bb, _ = month_bill(ff, prices, xx, volume, share)
         ii, _ = month_bill(ff, prices, xx, 0.0, share, floor=True)
@@ -546,6 +576,7 @@ def print_bill(profile: str, fig: dict[str, Any]) -> None:
     print(
         f"\n== Profile={profile}: {v:,.0f} messages/month, {fig['accounts']:,} accounts, "
         f"{fig['share_backlogged']:.0%} of messages from backlogged accounts"
+        + (f", {fig['model']['campaign_share']:.0%} posted as campaigns" if fig["model"].get("campaign_share") else "")
     )
     print(f"  {'line':38} {'quantity':>16}  {'list price':>11}  {'after free tier':>15}  {'of it fixed':>11}")
     for name, line in sorted(fig["lines"].items(), key=lambda kv: -kv[1]["usd_without_free_tier"]):
@@ -629,6 +660,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--volume", type=float, help="messages a month to print the bill for (default: 43200)")
     ap.add_argument("--accounts", type=int, help="accounts (default: 50 per 43,200 messages)")
     ap.add_argument("--backlogged", type=float, help="share of messages from backlogged accounts (default 0.10)")
+    ap.add_argument(
+        "--campaigns",
+        type=float,
+        help="share of messages posted through POST /v1/campaigns, 1,000 recipients a call (default 0: every message its own POST)",
+    )
     ap.add_argument("--profile", choices=PROFILES, help="print only this profile")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
@@ -642,6 +678,10 @@ def main(argv: list[str]) -> int:
     x, notes, sources = load_inputs()
     scen = json.loads(INPUTS.read_text())["scenarios"]
     share = scen["share_backlogged"] if args.backlogged is None else args.backlogged
+    if args.campaigns is not None:
+        if not 0 <= args.campaigns <= 1:
+            ap.error("--campaigns is a share between 0 and 1")
+        x["campaign_share"] = args.campaigns
 
     def accounts_for(v: float) -> int:
         if args.accounts is not None and v == args.volume:

@@ -6,14 +6,24 @@
 //! 2. Claim the message in Redis (a lease keyed by message id) so two
 //!    deliveries of one SQS message never call the upstream at once, then
 //!    read its status: one already `sent`, `failed` or `dead` is done.
-//! 3. Look at the upstream's circuit breaker (open: wait, nothing spent).
-//! 4. Take a token from the account's bucket ([`policy::after_limiter`]):
-//!    a throttled message is deferred (visibility set to its slot) and
-//!    reported as a batch item failure: a wait, not an attempt.
-//! 5. Take the breaker's permit and call the upstream, right after the
-//!    token, so the time between the limiter's decision and the request's
-//!    arrival is short; settle the permit with [`policy::breaker_report`].
-//! 6. Carry out [`policy::after_call`]'s plan: sent, pause the account and
+//! 3. A scheduled message not yet due ([`policy::due_step`]) is hidden
+//!    again until its `sendAt`, like a slot it holds from the start: no
+//!    token, no attempt, re-enqueued before `maxReceiveCount`.
+//!    A message given a slot earlier keeps it ([`policy::slot_step`]): back
+//!    before it, it is hidden again until then (no token taken); once it
+//!    has come, it asks for its token as the slot's holder.
+//! 4. Look at the upstream's circuit breaker (open: wait, nothing spent).
+//! 5. Take a token from the account's bucket ([`policy::after_limiter`]):
+//!    a throttled message is given a slot, kept with its status record, and
+//!    deferred (visibility set to its slot) as a batch item failure: a wait,
+//!    not an attempt.
+//! 6. Take the breaker's permit, move the message to `sending` if it was
+//!    not cancelled meanwhile (one script that checks the claim and the
+//!    status together, atomic against `DELETE /v1/messages/{id}`), and call
+//!    the upstream, right after the token, so the time between the
+//!    limiter's decision and the request's arrival is short; settle the
+//!    permit with [`policy::breaker_report`].
+//! 7. Carry out [`policy::after_call`]'s plan: sent, pause the account and
 //!    defer, retry with backoff, dead, or failed.
 
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -21,12 +31,17 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use shared::breaker::{Breaker, Permit};
 use shared::clock::Clock;
 use shared::config::DeferralStrategy;
-use shared::delivery::policy::{self, BreakerReport, DeferReason, Plan, TokenStep};
-use shared::delivery::{Jitter, Upstream};
+use shared::delivery::policy::{
+    self, BreakerReport, DeferReason, DueStep, Plan, SlotStep, TokenStep,
+};
+use shared::delivery::{Jitter, Outcome, Upstream};
+use shared::limiter::Decision;
 use shared::limiter::Limiter;
 use shared::message::{Priority, QueueMessage};
 use shared::queue::{Attributes, Redeliver, attr};
-use shared::store::{ClaimOutcome, ClaimStore, Status, StatusStore, StoreError, Transition};
+use shared::store::{
+    ClaimOutcome, ClaimStore, SendGate, SlotChange, Status, StatusStore, StoreError, Transition,
+};
 use shared::telemetry::{Metric, Metrics};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -270,7 +285,7 @@ where
             }
             Err(e) => return self.unavailable(env, &e.to_string()).await,
         }
-        let result = self.deliver_claimed(env, msg).await;
+        let result = self.deliver_claimed(env, msg, owner).await;
         if let Err(e) = self.store.release(account, id, owner).await {
             // The lease ends by itself.
             warn!(error = %e, "could not release the claim");
@@ -278,20 +293,67 @@ where
         result
     }
 
-    /// Settle attempts → take a token → call → carry out the plan.
-    async fn deliver_claimed(&self, env: &Envelope<'_>, msg: &QueueMessage) -> Disposition {
+    /// Settle attempts → keep the slot → take a token → call → carry out
+    /// the plan.
+    async fn deliver_claimed(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        owner: &str,
+    ) -> Disposition {
         let record = match self.store.get(&msg.account_id, &msg.message_id).await {
             Ok(r) => r,
             Err(e) => return self.unavailable(env, &e.to_string()).await,
         };
         if let Some(r) = record.as_ref().filter(|r| r.status.is_terminal()) {
-            info!(
-                status = r.status.as_str(),
-                "already settled; dropping the duplicate delivery"
-            );
+            if r.status == Status::Cancelled {
+                info!("cancelled by the sender; settled without sending");
+            } else {
+                info!(
+                    status = r.status.as_str(),
+                    "already settled; dropping the duplicate delivery"
+                );
+            }
             return Disposition::Done;
         }
         let attempts_before = record.as_ref().map_or(0, |r| r.attempts);
+        let limit = self.settings.in_process_wait;
+        // The body carries sendAt; the record too (a body from before
+        // scheduled send has neither).
+        let send_at = msg.send_at.or(record.as_ref().and_then(|r| r.send_at));
+        let until_due = send_at.map(|t| policy::until(t, self.clock.now_utc()));
+        match policy::due_step(until_due, limit, env.time_left()) {
+            DueStep::Due => {}
+            DueStep::WaitThenGo(wait) => self.clock.sleep(wait).await,
+            DueStep::NotYet(wait) => {
+                info!(
+                    wait_ms = wait.as_millis() as u64,
+                    receive_count = env.receive_count,
+                    "scheduled; hidden until its sendAt"
+                );
+                return self.hide(env, wait).await;
+            }
+        }
+        let now = self.clock.now_utc();
+        let until_slot = record
+            .as_ref()
+            .and_then(|r| r.slot_at)
+            .map(|slot| policy::until(slot, now));
+        let held = match policy::slot_step(until_slot, limit, env.time_left()) {
+            SlotStep::Ask { held } => held,
+            SlotStep::WaitThenAsk(wait) => {
+                self.clock.sleep(wait).await;
+                true
+            }
+            SlotStep::Early(wait) => {
+                info!(
+                    wait_ms = wait.as_millis() as u64,
+                    receive_count = env.receive_count,
+                    "back before its slot; hidden until it"
+                );
+                return self.hide(env, wait).await;
+            }
+        };
         // An upstream that keeps failing is left alone for a while: the
         // message waits (no token taken, no attempt counted). Only a look:
         // the permit itself is taken right before the call.
@@ -300,19 +362,29 @@ where
                 .defer(env, msg, (retry_in, DeferReason::CircuitOpen), None)
                 .await;
         }
-        if let Err(disposition) = self.take_token(env, msg).await {
+        if let Err(disposition) = self.take_token(env, msg, held).await {
             return disposition;
         }
-        self.call(env, msg, attempts_before).await
+        self.call(env, msg, attempts_before, owner).await
     }
 
-    /// Takes a token, waiting out short waits in process; `Err` is what to
-    /// do with the record when no token comes.
-    async fn take_token(&self, env: &Envelope<'_>, msg: &QueueMessage) -> Result<(), Disposition> {
+    /// Takes a token (as a slot's holder if `held`), waiting out short waits
+    /// in process; `Err` is what to do with the record when no token comes.
+    async fn take_token(
+        &self,
+        env: &Envelope<'_>,
+        msg: &QueueMessage,
+        mut held: bool,
+    ) -> Result<(), Disposition> {
         let s = &self.settings;
+        held = policy::asks_as_holder(held, s.deferral);
         let mut waits = 0;
         loop {
-            let decision = match self.limiter.acquire(&msg.account_id, msg.priority).await {
+            let asked = self
+                .limiter
+                .acquire_as(&msg.account_id, msg.priority, held)
+                .await;
+            let decision = match asked {
                 Ok(d) => d,
                 Err(e) => {
                     error!(error = %e, "limiter unavailable: failing closed, nothing is sent without a token");
@@ -321,6 +393,7 @@ where
             };
             match policy::after_limiter(
                 &decision,
+                held,
                 waits,
                 s.in_process_wait,
                 env.time_left(),
@@ -329,7 +402,13 @@ where
                 TokenStep::Send => return Ok(()),
                 TokenStep::WaitHere(wait) => {
                     waits += 1;
+                    // A denial gave the message a slot: it asks as its holder.
+                    held |= matches!(decision, Decision::Throttled { .. });
                     self.clock.sleep(wait).await;
+                }
+                TokenStep::NewSlot => {
+                    info!("its slot's token went to a higher priority; taking a new slot");
+                    held = false;
                 }
                 TokenStep::LeaveToQueue => return Err(Disposition::Retry),
                 TokenStep::Defer(wait, why) => {
@@ -345,6 +424,7 @@ where
         env: &Envelope<'_>,
         msg: &QueueMessage,
         attempts_before: u32,
+        owner: &str,
     ) -> Disposition {
         // Another message may have become the half-open probe since the look
         // in `deliver_claimed`; then this one waits (its token is spent: a
@@ -358,12 +438,37 @@ where
                     .await;
             }
         };
-        let _ = self
-            .set_status(msg, Status::Sending, Transition::default())
-            .await;
+        // The point of no return, decided in Redis against a cancel: the
+        // message becomes `sending` only if it was not cancelled or settled
+        // meanwhile (its slot is used: a delivery after a crash asks afresh).
+        let fallback = (msg.priority, msg.created_at);
+        match self
+            .store
+            .begin_send(&msg.account_id, &msg.message_id, owner, fallback)
+            .await
+        {
+            Ok(SendGate::Go) => {}
+            Ok(SendGate::Settled(status)) => {
+                info!(
+                    status = status.as_str(),
+                    "cancelled or settled just before the call; not sending"
+                );
+                return Disposition::Done;
+            }
+            Ok(SendGate::ClaimLost) => {
+                warn!("the claim ran out and another delivery holds it; not sending");
+                return self.defer_only(env, policy::UNAVAILABLE_DEFER).await;
+            }
+            // Whether it was cancelled is unknown: fail closed.
+            Err(e) => return self.unavailable(env, &e.to_string()).await,
+        }
         let call = self.upstream.send(msg).await;
-        self.metrics
-            .latency(Metric::UpstreamLatency, call.latency, msg.priority);
+        // A delivery's upstream latency goes out with its other values in
+        // one line (`Metrics::sent`); every other outcome's goes out here.
+        if !matches!(call.outcome, Outcome::Sent { .. }) {
+            self.metrics
+                .latency(Metric::UpstreamLatency, call.latency, msg.priority);
+        }
         match policy::breaker_report(&call.outcome) {
             BreakerReport::Success => permit.success(),
             BreakerReport::Failure => permit.failure(),
@@ -469,15 +574,14 @@ where
             sent_at: Some(now),
             upstream_message_id: upstream_id,
             last_error: None,
+            slot: SlotChange::Keep,
         };
         // The message is out: whatever Redis says now, delete it rather than
         // risk sending it twice; but first make its status say so (Redis may
         // be failing over right now).
         self.record_sent(env, msg, change).await;
         let latency = (now - msg.created_at).try_into().unwrap_or(Duration::ZERO);
-        self.metrics.count(Metric::MessagesSent, msg.priority);
-        self.metrics
-            .latency(Metric::DeliveryLatency, latency, msg.priority);
+        self.metrics.sent(latency, upstream, msg.priority);
         info!(attempts, upstream_ms = upstream.as_millis() as u64, "sent");
         Disposition::Done
     }
@@ -545,6 +649,7 @@ where
             sent_at: Some(record.sent_at),
             upstream_message_id: record.upstream_message_id,
             last_error: None,
+            slot: SlotChange::Keep,
         };
         match self.set_status(msg, Status::Sent, change).await {
             Ok(_) => {
@@ -599,6 +704,7 @@ where
         let change = Transition {
             attempts,
             last_error,
+            slot: policy::slot_change(why, self.clock.now_utc(), wait),
             ..Transition::default()
         };
         let _ = self.set_status(msg, Status::Deferred, change).await;
@@ -609,6 +715,12 @@ where
             why = why.as_str(),
             "deferred"
         );
+        self.hide(env, wait).await
+    }
+
+    /// Hides the record for `wait`, or replaces it by a fresh copy before
+    /// SQS's receive count would dead-letter it.
+    async fn hide(&self, env: &Envelope<'_>, wait: Duration) -> Disposition {
         if policy::reenqueue_before_dlq(env.receive_count, self.settings.max_receive_count) {
             let attrs = carried_attributes(env, None);
             let delay = policy::reenqueue_delay(wait);

@@ -45,7 +45,7 @@ pub async fn build(config: &Config) -> Result<LiveDeps, Error> {
     let aws = shared::tls::sdk_config().await;
     // Secrets from Secrets Manager, SSM parameters or the environment.
     let redis_url = shared::ssm::redis_url(config, &aws).await?;
-    let conn = shared::store::connect(redis_url.expose()).await?;
+    let conn = shared::redis_conn::connect(redis_url.expose(), config.redis_topology).await?;
     let (token, token_source) = shared::ssm::onlyfans_token(config, &aws).await?;
     let upstream = upstream_client(config, token)?
         .with_token_source(token_source)
@@ -56,10 +56,12 @@ pub async fn build(config: &Config) -> Result<LiveDeps, Error> {
         Some(config.require_dlq_url()?.to_owned()),
     );
     Ok(Deps {
-        store: RedisStore::new(conn.clone(), config.status_ttl),
+        store: RedisStore::new(conn.clone(), config.status_ttl).with_durability(config.durability),
         queue,
         upstream,
-        limiter: RedisLimiter::new(conn, config.limiter).with_clock(clock),
+        limiter: RedisLimiter::new(conn, config.limiter)
+            .with_clock(clock)
+            .with_durability(config.durability),
         metrics: Metrics::new(config.metrics_namespace.clone(), "consumer"),
         breaker: Breaker::new(config.breaker),
         settings: Settings::from_config(config),

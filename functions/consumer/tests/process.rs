@@ -96,6 +96,9 @@ async fn the_naive_baseline_only_reports_a_failure() {
         d.queue.deferred.lock().unwrap().is_empty(),
         "visibility left to the queue"
     );
+    // It keeps no slot, so it asks as a plain token bucket: as a newcomer
+    // each retry would queue behind the slots of its own earlier denials.
+    assert_eq!(d.limiter.asked_held(), vec![true]);
 }
 
 #[tokio::test]

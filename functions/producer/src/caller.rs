@@ -9,8 +9,7 @@
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
-use shared::auth::{AuthError, Verifier, account_from_sub};
-use shared::message::AccountId;
+use shared::auth::{AuthError, Caller, Verifier, account_from_sub};
 
 /// Why a caller was refused, and whether they presented a token at all
 /// (RFC 6750: `error="invalid_token"` only when one was presented).
@@ -36,6 +35,11 @@ impl Unauthorized {
 
 /// The `sub` claim an API Gateway JWT authorizer verified, if any.
 pub fn authorizer_sub(req: &Request) -> Option<&str> {
+    authorizer_claim(req, "sub")
+}
+
+/// One claim an API Gateway JWT authorizer verified, if any.
+fn authorizer_claim<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     match req.request_context_ref()? {
         RequestContext::ApiGatewayV2(ctx) => ctx
             .authorizer
@@ -43,20 +47,26 @@ pub fn authorizer_sub(req: &Request) -> Option<&str> {
             .jwt
             .as_ref()?
             .claims
-            .get("sub")
+            .get(name)
             .map(String::as_str),
         _ => None,
     }
 }
 
-/// The caller's account.
+/// The caller: its account and the scopes its token grants. Behind an
+/// authorizer the scopes are read from the verified `scope` claim: the
+/// route's `AuthorizationScopes` already refused a token without the admin
+/// scope, and the handler checks again (defence in depth: a route
+/// deployed without the scope, or a template edit, still cannot open the
+/// admin routes to every caller).
 pub fn authenticate(
     verifier: &Verifier,
     require_authorizer: bool,
     req: &Request,
-) -> Result<AccountId, Unauthorized> {
+) -> Result<Caller, Unauthorized> {
     if let Some(sub) = authorizer_sub(req) {
-        return account_from_sub(sub).map_err(Unauthorized::new);
+        let account = account_from_sub(sub).map_err(Unauthorized::new)?;
+        return Ok(Caller::new(account, authorizer_claim(req, "scope")));
     }
     if require_authorizer {
         return Err(Unauthorized::new(AuthError::NoAuthorizer));
@@ -65,5 +75,7 @@ pub fn authenticate(
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    verifier.verify_header(header).map_err(Unauthorized::new)
+    verifier
+        .verify_header_caller(header)
+        .map_err(Unauthorized::new)
 }

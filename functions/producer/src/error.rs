@@ -17,7 +17,7 @@ use shared::intake::MAX_BODY_BYTES;
 use shared::limiter::LimiterError;
 use shared::problem::{self, FieldError, Problem};
 use shared::queue::QueueError;
-use shared::store::StoreError;
+use shared::store::{Status, StoreError};
 
 /// `Retry-After` while Redis or SQS is not answering: long enough for the
 /// SDK's and the connection manager's own reconnects, short enough that a
@@ -84,8 +84,21 @@ pub enum ApiError {
     InvalidMessageId,
     #[error("no such message for this account")]
     MessageNotFound,
+    /// `DELETE /v1/messages/{id}` on a message already `sending` or settled.
+    #[error("cannot cancel a message that is {}", .0.as_str())]
+    NotCancellable(Status),
+    #[error("campaign id is not a UUID")]
+    InvalidCampaignId,
+    #[error("no such campaign for this account")]
+    CampaignNotFound,
+    /// `POST /v1/campaigns/{id}/recipients` once the campaign is cancelled.
+    #[error("the campaign is cancelled")]
+    CampaignCancelled,
     #[error("no such route")]
     RouteNotFound,
+    /// Authenticated, but the token lacks the scope the route needs.
+    #[error("the token lacks the scope {scope}")]
+    Forbidden { scope: &'static str },
     #[error("method not allowed (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
     #[error("Idempotency-Key was used with a different body")]
@@ -115,7 +128,9 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt(what) => {
                 ApiError::Internal(format!("corrupt store record: {what}"))
             }
-            e @ StoreError::Redis(_) => ApiError::StoreUnavailable(e),
+            e @ (StoreError::Redis(_) | StoreError::NotReplicated(_)) => {
+                ApiError::StoreUnavailable(e)
+            }
         }
     }
 }
@@ -165,15 +180,22 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedJson { .. }
             | ApiError::NotAnObject { .. }
             | ApiError::InvalidFields(_)
-            | ApiError::InvalidMessageId => StatusCode::BAD_REQUEST,
-            ApiError::MessageNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            | ApiError::InvalidMessageId
+            | ApiError::InvalidCampaignId => StatusCode::BAD_REQUEST,
+            ApiError::MessageNotFound | ApiError::CampaignNotFound | ApiError::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::IdempotencyConflict | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ApiError::IdempotencyConflict
+            | ApiError::IdempotencyInProgress
+            | ApiError::NotCancellable(_)
+            | ApiError::CampaignCancelled => StatusCode::CONFLICT,
             ApiError::IntakeDisabled
             | ApiError::QueueUnavailable(_)
             | ApiError::StoreUnavailable(_)
@@ -227,10 +249,38 @@ impl ApiError {
                 "Not found",
                 "Your account has no message with this id.".into(),
             ),
+            ApiError::InvalidCampaignId => p(
+                "invalid-campaign-id",
+                "Invalid campaign id",
+                "A campaign id is a UUID, as returned in campaignId by POST /v1/campaigns.".into(),
+            ),
+            ApiError::CampaignNotFound => p(
+                "not-found",
+                "Not found",
+                "Your account has no campaign with this id.".into(),
+            ),
+            ApiError::CampaignCancelled => p(
+                "campaign-cancelled",
+                "Campaign cancelled",
+                "The campaign is cancelled: it takes no more recipients. Create a new campaign.".into(),
+            ),
+            ApiError::NotCancellable(status) => p(
+                "not-cancellable",
+                "Too late to cancel",
+                format!(
+                    "The message is {}: only a scheduled, queued or deferred message can be cancelled.",
+                    status.as_str()
+                ),
+            ),
             ApiError::RouteNotFound => p(
                 "not-found",
                 "Not found",
-                "No such resource. Routes: POST /v1/messages, GET /v1/messages/{id}, GET /v1/status, GET /health.".into(),
+                "No such resource. Routes: POST /v1/messages, GET and DELETE /v1/messages/{id}, GET /v1/status, GET /v1/limits, GET|PUT|DELETE /v1/admin/accounts/{accountId}/limits, POST /v1/campaigns, GET and DELETE /v1/campaigns/{id}, POST /v1/campaigns/{id}/recipients, GET /v1/campaigns/{id}/messages, GET /health.".into(),
+            ),
+            ApiError::Forbidden { scope } => p(
+                "forbidden",
+                "Forbidden",
+                format!("This route needs a token with the scope '{scope}' (the 'scope' claim, space separated)."),
             ),
             ApiError::MethodNotAllowed { allow } => p(
                 "method-not-allowed",
@@ -286,6 +336,11 @@ impl ApiError {
                 ),
             )],
             ApiError::Unauthorized(_) => vec![(WWW_AUTHENTICATE, "Bearer".into())],
+            // RFC 6750 §3.1.
+            ApiError::Forbidden { scope } => vec![(
+                WWW_AUTHENTICATE,
+                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+            )],
             ApiError::MethodNotAllowed { allow } => vec![(ALLOW, (*allow).to_owned())],
             ApiError::IdempotencyInProgress => retry(RETRY_AFTER_IN_PROGRESS_SECS),
             ApiError::IntakeDisabled => retry(RETRY_AFTER_DISABLED_SECS),

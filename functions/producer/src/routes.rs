@@ -19,6 +19,19 @@ pub enum Resource {
     Status,
     /// `/health`
     Health,
+    /// `/v1/limits`: the caller's own limit.
+    Limits,
+    /// `/v1/admin/accounts/{accountId}/limits`: any account's limit
+    /// (scope `messages:admin`).
+    AccountLimits,
+    /// `/v1/campaigns`
+    Campaigns,
+    /// `/v1/campaigns/{id}`
+    Campaign,
+    /// `/v1/campaigns/{id}/recipients`
+    CampaignRecipients,
+    /// `/v1/campaigns/{id}/messages`
+    CampaignMessages,
 }
 
 impl Resource {
@@ -29,6 +42,12 @@ impl Resource {
             Resource::Message => "/v1/messages/{id}",
             Resource::Status => "/v1/status",
             Resource::Health => "/health",
+            Resource::Limits => "/v1/limits",
+            Resource::AccountLimits => "/v1/admin/accounts/{accountId}/limits",
+            Resource::Campaigns => "/v1/campaigns",
+            Resource::Campaign => "/v1/campaigns/{id}",
+            Resource::CampaignRecipients => "/v1/campaigns/{id}/recipients",
+            Resource::CampaignMessages => "/v1/campaigns/{id}/messages",
         }
     }
 }
@@ -49,8 +68,8 @@ pub struct Endpoint {
 ///
 /// 401 comes from authentication, 500 from a corrupt store record (a bug or
 /// tampering, never a client's fault), 503 from Redis or SQS not answering or
-/// intake being closed.
-pub const ENDPOINTS: [Endpoint; 4] = [
+/// intake being closed. 403 only on the admin routes (scope `messages:admin`).
+pub const ENDPOINTS: [Endpoint; 14] = [
     Endpoint {
         resource: Resource::Messages,
         method: "POST",
@@ -61,6 +80,13 @@ pub const ENDPOINTS: [Endpoint; 4] = [
         resource: Resource::Message,
         method: "GET",
         statuses: &[200, 400, 401, 404, 500, 503],
+        authenticated: true,
+    },
+    // Cancel: 409 once the message is `sending` or settled.
+    Endpoint {
+        resource: Resource::Message,
+        method: "DELETE",
+        statuses: &[200, 400, 401, 404, 409, 500, 503],
         authenticated: true,
     },
     Endpoint {
@@ -75,6 +101,62 @@ pub const ENDPOINTS: [Endpoint; 4] = [
         statuses: &[200, 503],
         authenticated: false,
     },
+    Endpoint {
+        resource: Resource::Limits,
+        method: "GET",
+        statuses: &[200, 401, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::AccountLimits,
+        method: "GET",
+        statuses: &[200, 400, 401, 403, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::AccountLimits,
+        method: "PUT",
+        statuses: &[200, 400, 401, 403, 413, 415, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::AccountLimits,
+        method: "DELETE",
+        statuses: &[200, 400, 401, 403, 503],
+        authenticated: true,
+    },
+    // 409: the Idempotency-Key was used with another body, or is in progress.
+    Endpoint {
+        resource: Resource::Campaigns,
+        method: "POST",
+        statuses: &[202, 400, 401, 409, 413, 415, 500, 503],
+        authenticated: true,
+    },
+    // 409: the campaign is cancelled.
+    Endpoint {
+        resource: Resource::CampaignRecipients,
+        method: "POST",
+        statuses: &[202, 400, 401, 404, 409, 413, 415, 500, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::Campaign,
+        method: "GET",
+        statuses: &[200, 400, 401, 404, 500, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::Campaign,
+        method: "DELETE",
+        statuses: &[200, 400, 401, 404, 500, 503],
+        authenticated: true,
+    },
+    Endpoint {
+        resource: Resource::CampaignMessages,
+        method: "GET",
+        statuses: &[200, 400, 401, 404, 500, 503],
+        authenticated: true,
+    },
 ];
 
 /// Statuses answered outside any route: (status, name of the shared response
@@ -85,7 +167,8 @@ pub const FALLBACK_STATUSES: [(u16, &str); 2] = [(404, "RouteNotFound"), (405, "
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Matched<'a> {
     pub resource: Resource,
-    /// The `{id}` segment of `/v1/messages/{id}`, still unparsed.
+    /// The `{id}` segment of `/v1/messages/{id}` (or the `{accountId}` of
+    /// the admin routes), still unparsed.
     pub id: Option<&'a str>,
 }
 
@@ -129,13 +212,40 @@ pub fn match_path(path: &str) -> Option<Matched<'_>> {
         "/v1/messages" => resource(Resource::Messages),
         "/v1/status" => resource(Resource::Status),
         "/health" => resource(Resource::Health),
-        _ => path
-            .strip_prefix("/v1/messages/")
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-            .map(|id| Matched {
-                resource: Resource::Message,
-                id: Some(id),
-            }),
+        "/v1/limits" => resource(Resource::Limits),
+        "/v1/campaigns" => resource(Resource::Campaigns),
+        _ => {
+            let segment = |id: &&str| !id.is_empty() && !id.contains('/');
+            let message = path
+                .strip_prefix("/v1/messages/")
+                .filter(segment)
+                .map(|id| Matched {
+                    resource: Resource::Message,
+                    id: Some(id),
+                });
+            let campaign = || {
+                let rest = path.strip_prefix("/v1/campaigns/")?;
+                let (id, resource) = match rest.split_once('/') {
+                    None => (rest, Resource::Campaign),
+                    Some((id, "recipients")) => (id, Resource::CampaignRecipients),
+                    Some((id, "messages")) => (id, Resource::CampaignMessages),
+                    Some(_) => return None,
+                };
+                segment(&id).then_some(Matched {
+                    resource,
+                    id: Some(id),
+                })
+            };
+            message.or_else(campaign).or_else(|| {
+                path.strip_prefix("/v1/admin/accounts/")?
+                    .strip_suffix("/limits")
+                    .filter(segment)
+                    .map(|id| Matched {
+                        resource: Resource::AccountLimits,
+                        id: Some(id),
+                    })
+            })
+        }
     }
 }
 
@@ -143,7 +253,12 @@ pub fn match_path(path: &str) -> Option<Matched<'_>> {
 pub const fn allow(resource: Resource) -> &'static str {
     match resource {
         Resource::Messages => "POST",
-        Resource::Message | Resource::Status | Resource::Health => "GET",
+        Resource::Message => "GET, DELETE",
+        Resource::Status | Resource::Health | Resource::Limits => "GET",
+        Resource::AccountLimits => "GET, PUT, DELETE",
+        Resource::Campaigns | Resource::CampaignRecipients => "POST",
+        Resource::Campaign => "GET, DELETE",
+        Resource::CampaignMessages => "GET",
     }
 }
 
@@ -196,7 +311,42 @@ mod tests {
             })
         );
         assert_eq!(match_path("/v1/messages/a/b"), None);
+        assert_eq!(
+            match_path("/v1/limits").map(|m| m.resource),
+            Some(Resource::Limits)
+        );
+        assert_eq!(
+            match_path("/v1/admin/accounts/acct_9/limits"),
+            Some(Matched {
+                resource: Resource::AccountLimits,
+                id: Some("acct_9")
+            })
+        );
+        assert_eq!(match_path("/v1/admin/accounts//limits"), None);
+        assert_eq!(match_path("/v1/admin/accounts/a/b/limits"), None);
+        assert_eq!(match_path("/v1/admin/accounts/a"), None);
         assert_eq!(match_path("/v1/statuses"), None);
+        assert_eq!(
+            match_path("/v1/campaigns").map(|m| m.resource),
+            Some(Resource::Campaigns)
+        );
+        for (path, resource) in [
+            ("/v1/campaigns/c1", Resource::Campaign),
+            ("/v1/campaigns/c1/recipients", Resource::CampaignRecipients),
+            ("/v1/campaigns/c1/messages", Resource::CampaignMessages),
+        ] {
+            assert_eq!(
+                match_path(path),
+                Some(Matched {
+                    resource,
+                    id: Some("c1")
+                }),
+                "{path}"
+            );
+        }
+        assert_eq!(match_path("/v1/campaigns//messages"), None);
+        assert_eq!(match_path("/v1/campaigns/c1/other"), None);
+        assert_eq!(match_path("/v1/campaigns/c1/messages/x"), None);
         assert_eq!(match_path("/"), None);
     }
 
@@ -230,6 +380,12 @@ mod tests {
             Resource::Message,
             Resource::Status,
             Resource::Health,
+            Resource::Limits,
+            Resource::AccountLimits,
+            Resource::Campaigns,
+            Resource::Campaign,
+            Resource::CampaignRecipients,
+            Resource::CampaignMessages,
         ] {
             let methods: Vec<&str> = ENDPOINTS
                 .iter()

@@ -13,13 +13,14 @@ use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::auth::Verifier;
 use shared::breaker::Breaker;
+use shared::campaign::CampaignStore;
 use shared::clock::Clock;
 use shared::config::Config;
 use shared::idempotency::IdempotencyStore;
-use shared::limiter::{BucketViewer, RedisLimiter};
+use shared::limiter::{AccountLimits, BucketViewer, RedisLimiter};
 use shared::outbox::{Outbox, REPLAY_BATCH, ResilientQueue};
 use shared::queue::{Enqueue, QueueInfo, SqsQueue, sqs_client};
-use shared::store::{RedisStore, StatusStore, StoreHealth, connect_lazy};
+use shared::store::{RedisStore, StatusStore, StoreHealth};
 use shared::telemetry::{self, Metrics};
 
 /// The producer as deployed: Redis, SQS behind the outbox, the Redis limiter.
@@ -41,7 +42,11 @@ pub async fn run() -> Result<(), Error> {
 pub async fn build(config: &Config) -> Result<(LiveApp, SqsQueue, Outbox), Error> {
     // Loaded once: the SQS and Secrets Manager clients share it.
     let aws = shared::tls::sdk_config().await;
-    let redis = connect_lazy(shared::ssm::redis_url(config, &aws).await?.expose())?;
+    // One Redis or a Redis Cluster (`REDIS_CLUSTER`), connected on first use.
+    let redis = shared::redis_conn::connect_lazy(
+        shared::ssm::redis_url(config, &aws).await?.expose(),
+        config.redis_topology,
+    )?;
     let sqs = SqsQueue::new(
         sqs_client(&aws),
         config.require_queue_url()?,
@@ -50,7 +55,7 @@ pub async fn build(config: &Config) -> Result<(LiveApp, SqsQueue, Outbox), Error
     let outbox = Outbox::for_queue(redis.clone(), config.require_queue_url()?);
     let clock = Clock::system();
     let app = App {
-        store: RedisStore::new(redis.clone(), config.status_ttl),
+        store: RedisStore::new(redis.clone(), config.status_ttl).with_durability(config.durability),
         queue: ResilientQueue {
             sqs: sqs.clone(),
             outbox: outbox.clone(),
@@ -74,9 +79,9 @@ pub async fn serve<S, Q, B>(
     context: Context,
 ) -> Result<Value, Error>
 where
-    S: StatusStore + IdempotencyStore + StoreHealth,
+    S: StatusStore + IdempotencyStore + StoreHealth + CampaignStore,
     Q: Enqueue + QueueInfo,
-    B: BucketViewer,
+    B: BucketViewer + AccountLimits,
 {
     if is_replay_schedule(&payload) {
         let stats = outbox.replay(sqs, REPLAY_BATCH).await?;

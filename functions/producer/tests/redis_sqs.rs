@@ -84,7 +84,7 @@ struct Fixture {
     sqs: Client,
     queue_url: String,
     account: String,
-    redis: redis::aio::ConnectionManager,
+    redis: shared::redis_conn::RedisConn,
 }
 
 impl Fixture {

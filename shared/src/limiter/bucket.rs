@@ -10,6 +10,10 @@ use std::time::Duration;
 
 /// Microseconds in a minute: the bucket refills `rate_per_minute` per this.
 const US_PER_MINUTE: f64 = 60_000_000.0;
+/// How late a message may come back to its slot (SQS counts visibility in
+/// whole seconds, and the trigger batches for up to a second): the tokens
+/// that accrue meanwhile still belong to the slots' holders.
+pub const LATE_US: u64 = 2_000_000;
 
 /// The bucket's stored state: `tokens` as of time `ts_us`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,7 +24,8 @@ pub struct BucketState {
     pub ts_us: u64,
 }
 
-/// Rate and capacity of every account's bucket.
+/// Rate and capacity of an account's bucket: the defaults
+/// (`RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_BURST`) or the account's own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     /// Sustained messages per minute (> 0).
@@ -30,6 +35,29 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Whether a stored limit is one the script uses: a rate above zero and
+    /// a whole burst of at least one (anything else falls back to the
+    /// defaults, as `token_bucket.lua` does).
+    pub fn is_usable(&self) -> bool {
+        self.per_minute > 0.0 && self.burst >= 1.0 && self.burst == self.burst.floor()
+    }
+
+    /// The limit in force: the account's own when it is usable, else the
+    /// defaults (`self`).
+    pub fn in_force(self, own: Option<Rate>) -> Rate {
+        own.filter(Rate::is_usable).unwrap_or(self)
+    }
+
+    /// Tokens a priority class with `percent` reserved must leave in this
+    /// bucket: a whole number, and never so many that the class could not
+    /// be served at all (at most `burst - 1`). Computed from the burst in
+    /// force, so a small per-account burst never starves `low`.
+    pub fn reserve(&self, percent: u8) -> f64 {
+        (self.burst * f64::from(percent) / 100.0)
+            .floor()
+            .min(self.burst - 1.0)
+    }
+
     /// Tokens added per microsecond.
     fn per_us(&self) -> f64 {
         self.per_minute / US_PER_MINUTE
@@ -87,8 +115,12 @@ pub struct Input {
     /// Remaining upstream pause, if the account is paused.
     pub pause_us: Option<u64>,
     pub now_us: u64,
-    /// Tokens that must remain after this take (0 for `high`).
-    pub reserve: f64,
+    /// The share of the burst in force this class must leave (0 for `high`).
+    pub reserve_percent: u8,
+    /// The message holds a slot this class's horizon gave it earlier.
+    pub held: bool,
+    /// The account's own limit (its `limits` hash), if one is stored.
+    pub limit: Option<Rate>,
 }
 
 /// Everything one decision writes (`None`: left as it was).
@@ -97,10 +129,14 @@ pub struct Outcome {
     pub decision: Decision,
     pub bucket: Option<BucketState>,
     pub horizon_us: Option<u64>,
+    /// The limit the decision was made with.
+    pub limit: Rate,
 }
 
-/// Decides one message exactly as the Lua script does.
-pub fn decide(rate: Rate, input: Input) -> Outcome {
+/// Decides one message exactly as the Lua script does. `defaults` is the
+/// limit of an account without its own.
+pub fn decide(defaults: Rate, input: Input) -> Outcome {
+    let rate = defaults.in_force(input.limit);
     let now = match input.bucket {
         Some(s) if input.now_us < s.ts_us => s.ts_us,
         _ => input.now_us,
@@ -113,10 +149,16 @@ pub fn decide(rate: Rate, input: Input) -> Outcome {
             },
             bucket: None,
             horizon_us: None,
+            limit: rate,
         };
     }
-    let need = 1.0 + input.reserve;
-    if tokens >= need {
+    let need = 1.0 + rate.reserve(input.reserve_percent);
+    // First come, first served: a message without a slot queues behind the
+    // slots still ahead, unless the bucket holds more than their holders can
+    // use (slots nobody came for).
+    let spare = tokens - need - 1.0 - LATE_US as f64 * rate.per_us();
+    let queued = !input.held && input.horizon_us.is_some_and(|h| h > now) && spare < 0.0;
+    if tokens >= need && !queued {
         let left = tokens - 1.0;
         return Outcome {
             decision: Decision::Allowed { tokens_left: left },
@@ -125,9 +167,23 @@ pub fn decide(rate: Rate, input: Input) -> Outcome {
                 ts_us: now,
             }),
             horizon_us: None,
+            limit: rate,
         };
     }
-    let wait = ((need - tokens) / rate.per_us()).ceil() as u64;
+    let wait = ((need - tokens).max(0.0) / rate.per_us()).ceil() as u64;
+    if input.held {
+        // Its slot came and the token is not there yet: the exact wait, and
+        // no new slot.
+        return Outcome {
+            decision: Decision::Throttled {
+                wait: Duration::from_micros(wait),
+                tokens,
+            },
+            bucket: None,
+            horizon_us: None,
+            limit: rate,
+        };
+    }
     let slot = input.horizon_us.map_or(now + wait, |h| h.max(now + wait));
     Outcome {
         decision: Decision::Throttled {
@@ -136,14 +192,18 @@ pub fn decide(rate: Rate, input: Input) -> Outcome {
         },
         bucket: None,
         horizon_us: Some(slot + rate.interval_us()),
+        limit: rate,
     }
 }
 
-/// Tokens a priority class must leave in the bucket: a whole number of
-/// tokens, and never so many that the class could not be served at all.
+/// Tokens a priority class must leave in a bucket of `burst`
+/// ([`Rate::reserve`]).
 pub fn reserve_tokens(burst: u32, percent: u8) -> f64 {
-    let r = (f64::from(burst) * f64::from(percent) / 100.0).floor();
-    r.min(f64::from(burst.saturating_sub(1)))
+    Rate {
+        per_minute: 1.0,
+        burst: f64::from(burst),
+    }
+    .reserve(percent)
 }
 
 #[cfg(test)]
@@ -154,11 +214,14 @@ mod tests {
     const T0: u64 = 1_700_000_000_000_000;
     const SEC: u64 = 1_000_000;
 
-    /// A fake-clock simulation of one account's bucket and one horizon.
+    /// A fake-clock simulation of one account's bucket and its horizons
+    /// (one per priority class, told apart by their reserve here).
     struct Sim {
         rate: Rate,
+        /// The account's own limit, when one is stored.
+        own: Option<Rate>,
         bucket: Option<BucketState>,
-        horizon: Option<u64>,
+        horizons: Vec<(u8, u64)>,
         now: u64,
     }
 
@@ -166,32 +229,72 @@ mod tests {
         fn new(per_minute: f64, burst: f64) -> Self {
             Self {
                 rate: Rate { per_minute, burst },
+                own: None,
                 bucket: None,
-                horizon: None,
+                horizons: Vec::new(),
                 now: T0,
             }
+        }
+        fn horizon(&self, class: u8) -> Option<u64> {
+            self.horizons
+                .iter()
+                .find(|(c, _)| *c == class)
+                .map(|(_, h)| *h)
         }
         fn advance(&mut self, us: u64) {
             self.now += us;
         }
-        fn take(&mut self, reserve: f64) -> Decision {
+        /// A message of the class that reserves `pct` percent of the burst.
+        fn take(&mut self, pct: u8) -> Decision {
+            self.take_as(pct, false)
+        }
+        /// A message that holds a slot (`held`) or asks for the first time.
+        fn take_as(&mut self, pct: u8, held: bool) -> Decision {
             let out = decide(
                 self.rate,
                 Input {
                     bucket: self.bucket,
-                    horizon_us: self.horizon,
+                    horizon_us: self.horizon(pct),
                     pause_us: None,
                     now_us: self.now,
-                    reserve,
+                    reserve_percent: pct,
+                    held,
+                    limit: self.own,
                 },
             );
             if let Some(b) = out.bucket {
                 self.bucket = Some(b);
             }
             if let Some(h) = out.horizon_us {
-                self.horizon = Some(h);
+                let class = pct;
+                self.horizons.retain(|(c, _)| *c != class);
+                self.horizons.push((class, h));
             }
             out.decision
+        }
+    }
+
+    /// Callers that never come back to the slots their denials took (the
+    /// naive baseline: 990 retries every 5 s) starve as newcomers once a
+    /// horizon is ahead and a full bucket holds less than 2 s of tokens
+    /// (600/min, burst 10): each denial pushes the horizon on. Asking as
+    /// holders (a plain token bucket) they get a full bucket every round.
+    #[test]
+    fn callers_that_keep_no_slot_must_ask_as_holders() {
+        for (held, want_at_least) in [(false, 0), (true, 120)] {
+            let mut s = Sim::new(600.0, 10.0);
+            let mut sent = 0;
+            for _round in 0..12 {
+                for _ in 0..990 {
+                    sent += usize::from(s.take_as(0, held).is_allowed());
+                }
+                s.advance(5 * SEC);
+            }
+            if held {
+                assert!(sent >= want_at_least, "{sent} in 60 s");
+            } else {
+                assert_eq!(sent, 10, "the burst, then nothing: {sent}");
+            }
         }
     }
 
@@ -199,18 +302,18 @@ mod tests {
     fn full_bucket_allows_burst_then_throttles_for_one_interval() {
         let mut s = Sim::new(10.0, 10.0);
         for _ in 0..10 {
-            assert!(s.take(0.0).is_allowed());
+            assert!(s.take(0).is_allowed());
         }
         // Empty: the next token is 6 s away (10 per minute).
-        assert_eq!(s.take(0.0).wait(), Duration::from_secs(6));
+        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
     }
 
     #[test]
     fn exactly_one_token_is_enough_and_leaves_zero() {
         let mut s = Sim::new(60.0, 1.0);
-        assert_eq!(s.take(0.0), Decision::Allowed { tokens_left: 0.0 });
+        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
         s.advance(SEC);
-        assert_eq!(s.take(0.0), Decision::Allowed { tokens_left: 0.0 });
+        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
     }
 
     #[test]
@@ -230,7 +333,9 @@ mod tests {
                 horizon_us: None,
                 pause_us: None,
                 now_us: T0,
-                reserve: 0.0,
+                reserve_percent: 0,
+                held: false,
+                limit: None,
             },
         );
         assert!(!out.decision.is_allowed());
@@ -242,47 +347,91 @@ mod tests {
     fn long_idle_refills_only_to_capacity() {
         let mut s = Sim::new(10.0, 3.0);
         for _ in 0..3 {
-            assert!(s.take(0.0).is_allowed());
+            assert!(s.take(0).is_allowed());
         }
         s.advance(24 * 3600 * SEC);
         for _ in 0..3 {
-            assert!(s.take(0.0).is_allowed());
+            assert!(s.take(0).is_allowed());
         }
-        assert!(!s.take(0.0).is_allowed());
+        assert!(!s.take(0).is_allowed());
     }
 
     #[test]
     fn burst_of_one_spaces_every_message() {
         let mut s = Sim::new(10.0, 1.0);
-        assert!(s.take(0.0).is_allowed());
+        assert!(s.take(0).is_allowed());
         s.advance(6 * SEC - 1);
-        assert!(!s.take(0.0).is_allowed());
+        assert!(!s.take(0).is_allowed());
         s.advance(1);
-        // The horizon from the denial above does not block a message that
-        // finds a token: the bucket is the authority, the horizon a hint.
-        assert!(s.take(0.0).is_allowed());
+        // The denied message comes back at its slot and takes its token.
+        assert!(s.take_as(0, true).is_allowed());
+    }
+
+    #[test]
+    fn a_newcomer_queues_behind_the_slots_ahead() {
+        let mut s = Sim::new(10.0, 1.0);
+        assert!(s.take(0).is_allowed());
+        // A is given the slot at 6 s.
+        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
+        s.advance(6 * SEC);
+        // B arrives as A's token does: B queues (slot 12 s, 6 s from now)...
+        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
+        // ... and A, back at its slot, takes the token it was promised.
+        assert!(s.take_as(0, true).is_allowed());
+    }
+
+    #[test]
+    fn a_holder_denied_gets_the_exact_wait_and_no_new_slot() {
+        let mut s = Sim::new(10.0, 1.0);
+        assert!(s.take(0).is_allowed());
+        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
+        let horizon = s.horizon(0);
+        // Back half a second early (a clock ahead): wait the half second.
+        s.advance(5_500_000);
+        assert_eq!(s.take_as(0, true).wait(), Duration::from_millis(500));
+        assert_eq!(s.horizon(0), horizon, "no slot taken");
+        s.advance(500_000);
+        assert!(s.take_as(0, true).is_allowed());
+    }
+
+    #[test]
+    fn tokens_of_slots_nobody_came_for_go_to_newcomers() {
+        let mut s = Sim::new(10.0, 10.0);
+        for _ in 0..10 {
+            assert!(s.take(0).is_allowed());
+        }
+        // Three slots handed out (6, 12, 18 s); their messages never come
+        // (cancelled, say). At 17 s the horizon (24 s) is still ahead, but
+        // the bucket holds 2.8 tokens: more than the holder due at 18 s can
+        // use, so a newcomer takes one.
+        let waits: Vec<u64> = (0..3).map(|_| s.take(0).wait().as_secs()).collect();
+        assert_eq!(waits, vec![6, 12, 18]);
+        s.advance(11 * SEC);
+        assert!(!s.take(0).is_allowed(), "1.1 tokens: the 12 s holder's");
+        s.advance(6 * SEC);
+        assert!(s.take(0).is_allowed(), "2.8 tokens: one is spare");
     }
 
     #[test]
     fn very_high_rates_do_not_overflow_or_round_to_zero() {
         let mut s = Sim::new(6_000_000.0, 1000.0); // 100 000 per second
         for _ in 0..1000 {
-            assert!(s.take(0.0).is_allowed());
+            assert!(s.take(0).is_allowed());
         }
-        let d = s.take(0.0);
+        let d = s.take(0);
         assert_eq!(d.wait(), Duration::from_micros(10));
         s.advance(10);
-        assert!(s.take(0.0).is_allowed());
+        assert!(s.take_as(0, true).is_allowed());
         assert_eq!(s.rate.interval_us(), 10);
     }
 
     #[test]
     fn a_clock_that_does_not_advance_mints_nothing() {
         let mut s = Sim::new(600.0, 2.0);
-        assert!(s.take(0.0).is_allowed());
-        assert!(s.take(0.0).is_allowed());
+        assert!(s.take(0).is_allowed());
+        assert!(s.take(0).is_allowed());
         for _ in 0..100 {
-            assert!(!s.take(0.0).is_allowed());
+            assert!(!s.take(0).is_allowed());
         }
     }
 
@@ -290,18 +439,18 @@ mod tests {
     fn a_clock_that_runs_backwards_mints_nothing() {
         let mut s = Sim::new(600.0, 1.0);
         s.advance(10 * SEC);
-        assert!(s.take(0.0).is_allowed());
+        assert!(s.take(0).is_allowed());
         s.now -= 5 * SEC; // a skewed instance (client clock mode)
-        assert!(!s.take(0.0).is_allowed());
+        assert!(!s.take(0).is_allowed());
         s.now += 5 * SEC + 100_000; // 0.1 s after the last take: one token at 600/min
-        assert!(s.take(0.0).is_allowed());
+        assert!(s.take_as(0, true).is_allowed(), "back at its slot");
     }
 
     #[test]
     fn deferrals_are_spread_one_interval_apart() {
         let mut s = Sim::new(10.0, 1.0);
-        assert!(s.take(0.0).is_allowed());
-        let waits: Vec<u64> = (0..5).map(|_| s.take(0.0).wait().as_secs()).collect();
+        assert!(s.take(0).is_allowed());
+        let waits: Vec<u64> = (0..5).map(|_| s.take(0).wait().as_secs()).collect();
         assert_eq!(waits, vec![6, 12, 18, 24, 30]);
     }
 
@@ -318,7 +467,9 @@ mod tests {
                 horizon_us: None,
                 pause_us: Some(2 * SEC),
                 now_us: T0,
-                reserve: 0.0,
+                reserve_percent: 0,
+                held: false,
+                limit: None,
             },
         );
         assert_eq!(
@@ -333,8 +484,8 @@ mod tests {
     #[test]
     fn reserve_leaves_headroom_for_high_priority() {
         // Burst 10 with 20 % reserved: low stops at 2 tokens left.
-        let low = reserve_tokens(10, 20);
-        assert_eq!(low, 2.0);
+        assert_eq!(reserve_tokens(10, 20), 2.0);
+        let low = 20;
         let mut s = Sim::new(10.0, 10.0);
         let mut sent = 0;
         while s.take(low).is_allowed() {
@@ -342,21 +493,22 @@ mod tests {
         }
         assert_eq!(sent, 8);
         // A high message behind that low backlog goes at once.
-        assert!(s.take(0.0).is_allowed());
-        assert!(s.take(0.0).is_allowed());
-        assert!(!s.take(0.0).is_allowed());
+        assert!(s.take(0).is_allowed());
+        assert!(s.take(0).is_allowed());
+        assert!(!s.take(0).is_allowed());
     }
 
     #[test]
     fn low_alone_still_gets_the_full_rate() {
-        let low = reserve_tokens(10, 20);
+        let low = 20;
         let mut s = Sim::new(60.0, 10.0);
         let mut sent = 0;
-        // One minute of a low-only backlog, tried every 10 ms.
+        // One minute of a low-only backlog, each message tried every 10 ms
+        // from its first denial (which gave it a slot) until it goes.
+        let mut held = false;
         for _ in 0..6000 {
-            if s.take(low).is_allowed() {
-                sent += 1;
-            }
+            held = !s.take_as(low, held).is_allowed();
+            sent += usize::from(!held);
             s.advance(10_000);
         }
         // 8 from the burst (2 stay reserved) + the 59 whole tokens refilled
@@ -370,6 +522,88 @@ mod tests {
         assert_eq!(reserve_tokens(2, 100), 1.0);
         assert_eq!(reserve_tokens(10, 0), 0.0);
         assert_eq!(reserve_tokens(10, 15), 1.0);
+    }
+
+    #[test]
+    fn an_own_limit_replaces_the_defaults() {
+        let mut s = Sim::new(600.0, 10.0);
+        s.own = Some(Rate {
+            per_minute: 120.0,
+            burst: 2.0,
+        });
+        assert!(s.take(0).is_allowed());
+        assert!(s.take(0).is_allowed());
+        // 120 per minute: the next token is 0.5 s away, slots 0.5 s apart.
+        assert_eq!(s.take(0).wait(), Duration::from_millis(500));
+        assert_eq!(s.take(0).wait(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn a_change_keeps_the_tokens_capped_at_the_new_burst() {
+        let mut s = Sim::new(10.0, 10.0);
+        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 9.0 });
+        s.own = Some(Rate {
+            per_minute: 60.0,
+            burst: 2.0,
+        });
+        // 9 tokens kept, capped at the new burst of 2.
+        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 1.0 });
+        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
+        assert_eq!(s.take(0).wait(), Duration::from_secs(1));
+        // Back to the defaults: the bucket is kept (empty), refilled at 10/min.
+        s.own = None;
+        s.advance(SEC);
+        assert_eq!(s.take_as(0, true).wait(), Duration::from_secs(5));
+        // A larger burst does not mint tokens: refill still counts from ts.
+        s.own = Some(Rate {
+            per_minute: 60.0,
+            burst: 100.0,
+        });
+        assert!(
+            s.take_as(0, true).is_allowed(),
+            "1 s at 60/min is one token"
+        );
+        assert!(!s.take(0).is_allowed());
+    }
+
+    #[test]
+    fn reserves_come_from_the_burst_in_force() {
+        // Default burst 10 reserves 2 for low; an own burst of 2 reserves
+        // min(floor(0.4), 1) = 0, so low is still served.
+        let mut s = Sim::new(600.0, 10.0);
+        s.own = Some(Rate {
+            per_minute: 600.0,
+            burst: 2.0,
+        });
+        assert!(s.take(20).is_allowed());
+        assert!(s.take(20).is_allowed());
+        assert!(!s.take(20).is_allowed());
+        // Burst 5 at 50 %: low leaves 2.
+        let mut s = Sim::new(600.0, 10.0);
+        s.own = Some(Rate {
+            per_minute: 600.0,
+            burst: 5.0,
+        });
+        let sent = (0..10).filter(|_| s.take(50).is_allowed()).count();
+        assert_eq!(sent, 3);
+    }
+
+    #[test]
+    fn an_unusable_own_limit_falls_back_to_the_defaults() {
+        let defaults = Rate {
+            per_minute: 10.0,
+            burst: 3.0,
+        };
+        for (per_minute, burst) in [(0.0, 2.0), (-5.0, 2.0), (60.0, 0.0), (60.0, 2.5)] {
+            let own = Rate { per_minute, burst };
+            assert_eq!(defaults.in_force(Some(own)), defaults, "{own:?}");
+        }
+        let own = Rate {
+            per_minute: 0.5,
+            burst: 1.0,
+        };
+        assert_eq!(defaults.in_force(Some(own)), own);
+        assert_eq!(defaults.in_force(None), defaults);
     }
 
     proptest! {
@@ -386,8 +620,7 @@ mod tests {
             let mut sent: Vec<u64> = Vec::new();
             for (i, gap) in gaps.iter().enumerate() {
                 s.advance(*gap);
-                let reserve = reserve_tokens(burst, [0, 10, 20][reserves[i] as usize]);
-                if s.take(reserve).is_allowed() {
+                if s.take([0, 10, 20][reserves[i] as usize]).is_allowed() {
                     sent.push(s.now);
                 }
             }

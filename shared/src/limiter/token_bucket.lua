@@ -6,21 +6,39 @@
 -- KEYS[1] bucket   hash {tokens, ts}: tokens at time ts (microseconds)
 -- KEYS[2] horizon  string: the next free deferral slot for this priority class (us)
 -- KEYS[3] pause    string: set when the upstream answered 429; its PTTL is the wait
--- ARGV[1] rate per minute (> 0)
--- ARGV[2] burst (bucket capacity, >= 1)
--- ARGV[3] reserve: tokens that must remain after this take (0 for high priority)
+-- KEYS[4] limits   hash {perMinute, burst}: the account's own limit, set by an
+--                  operator (PUT /v1/admin/accounts/{a}/limits); absent (or
+--                  not a valid limit) means the defaults below. Read here, in
+--                  the same call, so a change applies to the next decision of
+--                  every instance at no extra round trip.
+-- ARGV[1] default rate per minute (> 0)
+-- ARGV[2] default burst (bucket capacity, >= 1)
+-- ARGV[3] reserve percent: share of the burst in force that must remain
+--         after this take (0 for high priority), floored, at most burst - 1
 -- ARGV[4] client clock in microseconds, or 0 to use Redis TIME (the default:
 --         one clock for every Lambda instance)
 -- ARGV[5] key TTL in milliseconds
+-- ARGV[6] 1 when the message holds a slot this class's horizon gave it
+--         earlier (it comes back at that slot), else 0
 --
--- Returns {allowed (1|0), wait_us, tokens_after_milli, now_us, reason}
+-- Returns {allowed (1|0), wait_us, tokens_after_milli, now_us, reason,
+--          per_minute_milli, burst} (the last two: the limit in force)
 -- reason: 0 allowed, 1 throttled, 2 paused (upstream Retry-After)
 
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local reserve = tonumber(ARGV[3])
+local own = redis.call('HMGET', KEYS[4], 'perMinute', 'burst')
+local own_rate = tonumber(own[1])
+local own_burst = tonumber(own[2])
+if own_rate ~= nil and own_burst ~= nil and own_rate > 0 and own_burst >= 1
+    and own_burst == math.floor(own_burst) then
+  rate = own_rate
+  burst = own_burst
+end
+local reserve = math.min(math.floor(burst * tonumber(ARGV[3]) / 100), burst - 1)
 local client_now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
+local held = tonumber(ARGV[6]) == 1
 -- Numbers are written with string.format: tostring keeps only 14 digits,
 -- and a microsecond timestamp has 16.
 
@@ -46,31 +64,49 @@ if now < ts then
 end
 
 local per_us = rate / 60000000
+-- How late a message may come back to its slot (SQS counts visibility in
+-- whole seconds, and the trigger batches for up to a second).
+local LATE_US = 2000000
 tokens = math.min(burst, tokens + (now - ts) * per_us)
 local interval = math.ceil(1 / per_us)
 
 local pause = redis.call('PTTL', KEYS[3])
 if pause > 0 then
-  return {0, pause * 1000, math.floor(tokens * 1000), now, 2}
+  return {0, pause * 1000, math.floor(tokens * 1000), now, 2, math.floor(rate * 1000), burst}
 end
 
 local need = 1 + reserve
-if tokens >= need then
+-- First come, first served within a priority class: while slots handed out
+-- earlier are still ahead (the horizon lies in the future), a message that
+-- holds none queues behind them even if the bucket has a token right now,
+-- since that token belongs to the message whose slot it is. A message that
+-- holds a slot takes the token it was promised. Tokens beyond what the
+-- holders due can use (one, plus what accrues while a holder is up to
+-- LATE_US late) belong to slots nobody came for (a cancelled or lost
+-- message): a newcomer may take those.
+local horizon = tonumber(redis.call('GET', KEYS[2]))
+local spare = tokens - need - 1 - LATE_US * per_us
+local queued = (not held) and horizon ~= nil and horizon > now and spare < 0
+if tokens >= need and not queued then
   tokens = tokens - 1
   redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[1], ttl)
-  return {1, 0, math.floor(tokens * 1000), now, 0}
+  return {1, 0, math.floor(tokens * 1000), now, 0, math.floor(rate * 1000), burst}
 end
 
 -- Denied. The bucket is not written: its state at `now` is derivable.
+local wait = math.ceil(math.max(0, need - tokens) / per_us)
+if held then
+  -- Its slot came and the token is not there yet (a clock a little ahead,
+  -- or a higher class took it): the exact wait, and no new slot.
+  return {0, wait, math.floor(tokens * 1000), now, 1, math.floor(rate * 1000), burst}
+end
 -- The horizon spreads deferred messages one refill interval apart, so a
 -- backlog does not come back all at once to be denied again.
-local wait = math.ceil((need - tokens) / per_us)
 local slot = now + wait
-local horizon = tonumber(redis.call('GET', KEYS[2]))
 if horizon ~= nil and horizon > slot then
   slot = horizon
 end
 local next_free = slot + interval
 redis.call('SET', KEYS[2], string.format('%.0f', next_free), 'PX', math.ceil((next_free - now) / 1000) + ttl)
-return {0, slot - now, math.floor(tokens * 1000), now, 1}
+return {0, slot - now, math.floor(tokens * 1000), now, 1, math.floor(rate * 1000), burst}

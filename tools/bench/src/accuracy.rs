@@ -27,6 +27,35 @@ pub struct Args {
     pub timeout: Duration,
 }
 
+/// The default run (`bench accuracy`'s defaults, and `bench accuracy-pair`'s).
+pub const SOLO_MESSAGES: usize = 1000;
+pub const SPREAD_MESSAGES: usize = 1000;
+pub const SPREAD_ACCOUNTS: usize = 100;
+pub const PRIORITY: &str = "medium";
+pub const TIMEOUT: Duration = Duration::from_secs(420);
+
+impl Default for Args {
+    /// The default backlogs; the stack's URLs, the label and the limits are
+    /// left empty for the caller.
+    fn default() -> Self {
+        Args {
+            label: String::new(),
+            prefix: String::new(),
+            queue_url: String::new(),
+            dlq_url: None,
+            stub_url: String::new(),
+            poller_log: PathBuf::new(),
+            rate_per_minute: 0.0,
+            burst: 0.0,
+            solo_messages: SOLO_MESSAGES,
+            spread_messages: SPREAD_MESSAGES,
+            spread_accounts: SPREAD_ACCOUNTS,
+            priority: PRIORITY.to_owned(),
+            timeout: TIMEOUT,
+        }
+    }
+}
+
 struct AccountResult {
     sends: Vec<i64>,
     violations: u64,

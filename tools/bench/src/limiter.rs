@@ -21,7 +21,7 @@ const RATE_PER_MINUTE: u32 = 4_000_000_000;
 const BURST: u32 = 1_000_000;
 /// The limiter's own key TTL (`KEY_TTL_MS` in shared/src/limiter/mod.rs).
 const KEY_TTL_MS: u64 = 24 * 3600 * 1000;
-/// `high` leaves no reserve: ARGV[3] = 0 on both sides.
+/// `high` leaves no reserve: ARGV[3] (the reserve percent) = 0 on both sides.
 const PRIORITY: Priority = Priority::High;
 
 pub struct Args {
@@ -85,7 +85,7 @@ const SETUPS: [Setup; 6] = [
 ];
 
 /// The configuration under test: only rate and burst matter (`high` has no reserve).
-fn config() -> Result<LimiterConfig> {
+pub(crate) fn config() -> Result<LimiterConfig> {
     Ok(LimiterConfig {
         per_minute: NonZeroU32::new(RATE_PER_MINUTE).context("rate")?,
         burst: NonZeroU32::new(BURST).context("burst")?,
@@ -102,7 +102,7 @@ fn wire<T: ToRedisArgs>(v: T) -> Result<String> {
     Ok(String::from_utf8(first)?)
 }
 
-fn account(raw: &str) -> Result<AccountId> {
+pub(crate) fn account(raw: &str) -> Result<AccountId> {
     AccountId::parse(raw).map_err(|e| anyhow::anyhow!("account id {raw:?}: {e}"))
 }
 
@@ -161,7 +161,7 @@ async fn run_rust(
     })
 }
 
-/// `redis-benchmark ... --csv EVALSHA sha 3 k1 k2 k3 a1..a5`; returns requests/s.
+/// `redis-benchmark ... --csv EVALSHA sha 4 k1 k2 k3 k4 a1..a5`; returns requests/s.
 fn run_raw(
     url: &str,
     concurrency: usize,
@@ -221,7 +221,7 @@ pub async fn run(args: &Args) -> Result<Value> {
     let tail = [
         wire(rate)?,
         wire(burst)?,
-        wire(0.0f64)?,
+        wire(0u8)?,
         wire(0u64)?,
         wire(KEY_TTL_MS)?,
     ];
@@ -229,10 +229,11 @@ pub async fn run(args: &Args) -> Result<Value> {
         let mut v = vec![
             "EVALSHA".to_owned(),
             sha.clone(),
-            "3".to_owned(),
+            "4".to_owned(),
             keys::bucket(acct),
             keys::horizon(acct, PRIORITY),
             keys::pause(acct),
+            keys::limits(acct),
         ];
         v.extend(tail.iter().cloned());
         v
@@ -314,9 +315,10 @@ pub async fn run(args: &Args) -> Result<Value> {
             .key(keys::bucket(&raw_solo))
             .key(keys::horizon(&raw_solo, PRIORITY))
             .key(keys::pause(&raw_solo))
+            .key(keys::limits(&raw_solo))
             .arg(rate)
             .arg(burst)
-            .arg(0.0f64)
+            .arg(0u8)
             .arg(0u64)
             .arg(KEY_TTL_MS)
             .invoke_async(&mut admin)

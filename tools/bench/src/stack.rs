@@ -302,3 +302,14 @@ pub async fn sqs_send_rate(
         "seconds": crate::stats::round(secs, 2),
     }))
 }
+
+/// Empties a queue (PurgeQueue).
+pub async fn purge(queue_url: &str) -> Result<()> {
+    let sqs = shared::queue::sqs_client(&shared::tls::sdk_config().await);
+    sqs.purge_queue()
+        .queue_url(queue_url)
+        .send()
+        .await
+        .context("PurgeQueue")?;
+    Ok(())
+}

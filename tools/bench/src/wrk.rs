@@ -8,8 +8,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-/// One wrk run: `connections` open connections for `seconds`.
-pub fn run(url: &str, script: &Path, connections: u32, seconds: u32) -> Result<Value> {
+/// One wrk run: `connections` open connections for `seconds`; `token` is the
+/// script's bearer token (BENCH_TOKEN).
+pub fn run(url: &str, script: &Path, token: &str, connections: u32, seconds: u32) -> Result<Value> {
     ensure!(connections >= 1, "--connections must be at least 1");
     // wrk wants at least one connection per thread.
     let threads = if connections < 2 { 1 } else { 2 };
@@ -20,6 +21,7 @@ pub fn run(url: &str, script: &Path, connections: u32, seconds: u32) -> Result<V
         .args(["--timeout", "10s", "-s"])
         .arg(script)
         .arg(url)
+        .env("BENCH_TOKEN", token)
         .output()
         .context("running wrk (is it installed?)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);

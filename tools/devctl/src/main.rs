@@ -24,6 +24,10 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 24 * 3600)]
         ttl: u64,
+        /// The `scope` claim, space separated (`messages:admin` opens the
+        /// admin routes).
+        #[arg(long)]
+        scope: Option<String>,
         #[arg(long, env = "AUTH_JWT_SECRET", default_value = shared::config::LOCAL_JWT_SECRET, hide_env_values = true)]
         secret: String,
     },
@@ -83,11 +87,13 @@ async fn main() -> Result<()> {
         Command::Token {
             account,
             ttl,
+            scope,
             secret,
         } => {
             shared::auth::account_from_sub(&account).context("ACCOUNT")?;
             let now = shared::now_ms() / 1000;
-            let token = shared::auth::sign(&secret, &account, now, ttl)?;
+            let token =
+                shared::auth::sign_with_scope(&secret, &account, scope.as_deref(), now, ttl)?;
             println!("{token}");
         }
         Command::CreateQueues {

@@ -1,11 +1,12 @@
 //! Test control endpoints (`/__requests`, `/__stats`, `/__reset`, `/__config`,
-//! `/__faults`), `/health` and the JSON fallbacks.
+//! `/__faults`, `/__accounts/{accountId}/limit`), `/health` and the JSON
+//! fallbacks.
 
 use axum::{
     Json,
     body::Bytes,
     extract::{
-        Query, State,
+        Path, Query, State,
         rejection::{BytesRejection, QueryRejection},
     },
     http::StatusCode,
@@ -18,7 +19,7 @@ use crate::{
     api::error_response,
     config::LimitUpdate,
     faults::{FaultRule, FaultSpec},
-    state::StubState,
+    state::{AccountLimit, StubState},
 };
 
 /// Query of `GET /__requests`.
@@ -168,4 +169,46 @@ pub(crate) async fn clear_faults(State(state): State<StubState>) -> Response {
     inner.faults.clear();
     tracing::info!(cleared, "faults cleared");
     Json(json!({ "cleared": cleared })).into_response()
+}
+
+/// `GET /__accounts/{accountId}/limit`: the account's own limit, or `null`.
+pub(crate) async fn get_account_limit(
+    State(state): State<StubState>,
+    Path(account): Path<String>,
+) -> Response {
+    let inner = state.inner.lock().await;
+    let own = inner.account_limits.get(&account).copied();
+    Json(json!({ "accountId": account, "limit": own })).into_response()
+}
+
+/// `PUT /__accounts/{accountId}/limit` `{"ratePerMinute", "burst"}`: judge
+/// this account's calls against its own limit (the producer's
+/// `PUT /v1/admin/accounts/{accountId}/limits`, mirrored by the stack tests).
+pub(crate) async fn put_account_limit(
+    State(state): State<StubState>,
+    Path(account): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let own = match optional_json::<AccountLimit>(body) {
+        Ok(Some(l)) => l,
+        Ok(None) => return bad_request("a JSON body is required"),
+        Err(message) => return bad_request(&message),
+    };
+    if !own.rate_per_minute.is_finite() || own.rate_per_minute <= 0.0 || own.burst == 0 {
+        return bad_request("ratePerMinute must be a finite number > 0 and burst >= 1");
+    }
+    let mut inner = state.inner.lock().await;
+    inner.account_limits.insert(account.clone(), own);
+    tracing::info!(account = %account, rate_per_minute = own.rate_per_minute, burst = own.burst, "account limit set");
+    Json(json!({ "accountId": account, "limit": own })).into_response()
+}
+
+/// `DELETE /__accounts/{accountId}/limit`: back to the global limit.
+pub(crate) async fn delete_account_limit(
+    State(state): State<StubState>,
+    Path(account): Path<String>,
+) -> Response {
+    let mut inner = state.inner.lock().await;
+    let removed = inner.account_limits.remove(&account).is_some();
+    Json(json!({ "accountId": account, "removed": removed })).into_response()
 }

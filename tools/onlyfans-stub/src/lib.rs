@@ -15,6 +15,9 @@
 //!   purpose: a sliding one-minute counter or a lenient bucket would let a
 //!   limiter that drifts slightly fast pass, and the product's main promise
 //!   would go untested. A violating call is answered 429 and counted.
+//!   An account may have a limit of its own (`PUT /__accounts/{a}/limit`,
+//!   as the producer's admin route gives one in the product); its calls are
+//!   then judged against it.
 //! * **No duplicate.** A call whose `Idempotency-Key` was already answered 2xx
 //!   for that account is replayed (200, `Idempotent-Replayed: true`) and
 //!   counted as a duplicate: the product sent a message twice.
@@ -96,7 +99,7 @@ pub use crate::{
     conn::{ConnCtx, KillableListener},
     faults::{FaultKind, FaultRule, FaultSpec},
     limit::RateLimit,
-    state::{Counts, RequestRecord, Stats, StubState},
+    state::{AccountLimit, Counts, RequestRecord, Stats, StubState},
 };
 
 /// The message route's path, in axum syntax.
@@ -116,6 +119,12 @@ pub fn router(state: StubState) -> Router {
         .route(
             "/__config",
             get(control::get_config).put(control::put_config),
+        )
+        .route(
+            "/__accounts/{accountId}/limit",
+            get(control::get_account_limit)
+                .put(control::put_account_limit)
+                .delete(control::delete_account_limit),
         )
         .route(
             "/__faults",

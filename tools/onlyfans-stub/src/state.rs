@@ -176,6 +176,20 @@ pub(crate) struct Inner {
     pub faults: Vec<FaultRule>,
     /// Next fault rule id (never reused, not reset).
     pub next_fault_id: u64,
+    /// Accounts with a limit of their own (`PUT /__accounts/{a}/limit`):
+    /// rate per minute and burst; the tolerance stays the global one. Kept
+    /// across resets, like the global limit: it is configuration.
+    pub account_limits: HashMap<String, AccountLimit>,
+}
+
+/// One account's own limit at the stub.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountLimit {
+    /// Sustained messages per minute (> 0).
+    pub rate_per_minute: f64,
+    /// Bucket capacity (>= 1).
+    pub burst: u32,
 }
 
 /// The stub's shared state; cheap to clone.
@@ -200,6 +214,7 @@ impl StubState {
                 delivered: HashMap::new(),
                 faults: Vec::new(),
                 next_fault_id: 1,
+                account_limits: HashMap::new(),
             })),
             clock: Clock::new(),
         }
@@ -214,7 +229,7 @@ impl StubState {
         idempotency_key: Option<String>,
     ) -> Ticket {
         let mut inner = self.inner.lock().await;
-        let limit = inner.config.limit();
+        let limit = inner.limit_of(account_id);
         let arrivals = inner.arrivals.entry(account_id.to_owned()).or_default();
         let index = limit::insertion_index(arrivals, received_at_us);
         arrivals.insert(index, received_at_us);
@@ -282,6 +297,18 @@ impl StubState {
 }
 
 impl Inner {
+    /// The limit an account's calls are judged against: its own, if set.
+    /// Every arrival of the account since the last reset is judged against
+    /// the limit in force now, so set an account's limit before it sends.
+    pub(crate) fn limit_of(&self, account: &str) -> limit::RateLimit {
+        let mut limit = self.config.limit();
+        if let Some(own) = self.account_limits.get(account) {
+            limit.rate_per_minute = own.rate_per_minute;
+            limit.burst = own.burst;
+        }
+        limit
+    }
+
     /// Writes how a call ended into its record, unless a reset came in between.
     pub(crate) fn finish(&mut self, ticket: &Ticket, outcome: Outcome) {
         if ticket.epoch != self.epoch {

@@ -692,3 +692,50 @@ async fn serve_stops_when_asked() -> TestResult {
     assert!(after.is_err(), "no longer listening");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_account_is_judged_against_its_own_limit() -> TestResult {
+    // Global: loose. acct_slow: 60/min, burst 2 (one token per second).
+    let stub = Stub::start_with(config(600_000.0, 1000, 10)).await?;
+    let url = stub.url("/__accounts/acct_slow/limit");
+    let put = stub
+        .http
+        .put(&url)
+        .json(&json!({"ratePerMinute": 60.0, "burst": 2}))
+        .send()
+        .await?;
+    assert_eq!(put.status(), 200);
+    assert_eq!(
+        stub.get("/__accounts/acct_slow/limit").await?["limit"],
+        json!({"ratePerMinute": 60.0, "burst": 2})
+    );
+    assert_eq!(stub.send("acct_slow", "1").await?.status(), 200);
+    assert_eq!(stub.send("acct_slow", "2").await?.status(), 200);
+    assert_eq!(stub.send("acct_slow", "3").await?.status(), 429);
+    // Other accounts keep the global limit.
+    for i in 0..5 {
+        assert_eq!(stub.send("acct_fast", &i.to_string()).await?.status(), 200);
+    }
+    // Kept across a reset (it is configuration), removed by DELETE.
+    assert_eq!(stub.post("/__reset", json!({})).await?.status(), 200);
+    assert_eq!(stub.send("acct_slow", "a").await?.status(), 200);
+    assert_eq!(stub.send("acct_slow", "b").await?.status(), 200);
+    assert_eq!(stub.send("acct_slow", "c").await?.status(), 429);
+    let del = stub.http.delete(&url).send().await?;
+    assert_eq!(del.json::<Value>().await?["removed"], true);
+    assert_eq!(stub.send("acct_slow", "d").await?.status(), 200);
+    assert_eq!(
+        stub.get("/__accounts/acct_slow/limit").await?["limit"],
+        Value::Null
+    );
+    // Bad bodies are refused.
+    for body in [
+        json!({"ratePerMinute": 0.0, "burst": 1}),
+        json!({"ratePerMinute": 1.0, "burst": 0}),
+        json!({"burst": 1}),
+    ] {
+        let r = stub.http.put(&url).json(&body).send().await?;
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    stub.stop().await
+}

@@ -24,15 +24,21 @@ async fn an_account_reads_its_own_message_with_exactly_the_contract_fields() {
         keys,
         [
             "attempts",
+            "campaignId",
             "createdAt",
             "lastError",
             "messageId",
             "priority",
+            "recipientId",
+            "sendAt",
             "sentAt",
             "status",
             "upstreamMessageId"
         ]
     );
+    assert_eq!(a.body["recipientId"], "fan_123");
+    assert_eq!(a.body["campaignId"], Value::Null);
+    assert_eq!(a.body["sendAt"], Value::Null);
     assert_eq!(a.body["messageId"], id);
     assert_eq!(a.body["status"], "queued");
     assert_eq!(a.body["priority"], "high");
@@ -65,6 +71,10 @@ async fn a_sent_message_shows_its_outcome() {
             sent_at: Some(t + Duration::from_secs(3)),
             upstream_message_id: Some("of_msg_9".into()),
             last_error: Some("upstream 503".into()),
+            recipient_id: Some("fan_1".into()),
+            campaign_id: None,
+            send_at: None,
+            slot_at: None,
         },
     );
     let a = call(&app, get("acct_1", &format!("/v1/messages/{id}"))).await;
@@ -72,7 +82,8 @@ async fn a_sent_message_shows_its_outcome() {
         a.body,
         json!({"messageId": id.to_string(), "status": "sent", "priority": "low", "attempts": 2,
                "createdAt": "2026-11-27T01:00:00Z", "sentAt": "2026-11-27T01:00:03Z",
-               "upstreamMessageId": "of_msg_9", "lastError": "upstream 503"})
+               "upstreamMessageId": "of_msg_9", "lastError": "upstream 503",
+               "recipientId": "fan_1", "campaignId": null, "sendAt": null})
     );
 }
 

@@ -194,9 +194,12 @@ fn valid() -> Value {
 }
 
 mod auth;
+mod campaigns;
+mod cancel;
 mod get_message;
 mod health;
 mod idempotency;
+mod limits;
 mod openapi;
 mod post;
 mod properties;

@@ -13,9 +13,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     for (method, path, allow) in [
         ("GET", "/v1/messages", "POST"),
         (
-            "DELETE",
+            "PUT",
             "/v1/messages/019ac2f4-5b6e-7c3a-9d1f-2e4b6a8c0d1e",
-            "GET",
+            "GET, DELETE",
         ),
         ("POST", "/v1/status", "GET"),
         ("PUT", "/health", "GET"),

@@ -1,0 +1,137 @@
+//! A throttled message keeps the slot the limiter gave it (issue 15): kept
+//! with its status record, it is hidden again when it comes back early
+//! (SQS's 12-hour cap, a crash, a duplicate, a fresh copy) without taking
+//! a token, asks for its token as the slot's holder once the slot has come,
+//! and takes a new slot only when a higher class took its token.
+
+use shared::delivery::Outcome;
+use shared::delivery::policy::MAX_DEFER_VISIBILITY;
+use shared::limiter::Decision;
+use shared::message::{MessageId, Priority};
+use shared::store::{SlotChange, Status, StatusStore, Transition};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+mod support;
+
+use support::*;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+fn throttled(wait: Duration) -> Decision {
+    Decision::Throttled { wait, tokens: 0.0 }
+}
+
+/// Gives message `id` the slot `at`, as an earlier deferral would have.
+async fn with_slot(d: &TestDeps, id: MessageId, at: OffsetDateTime) {
+    let slot = Transition {
+        slot: SlotChange::Set(at),
+        ..Transition::default()
+    };
+    let fallback = Some((Priority::High, OffsetDateTime::now_utc()));
+    d.store
+        .transition(&acct(), &id, Status::Deferred, slot, fallback)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_throttled_message_keeps_its_slot_with_its_status() {
+    let d = deps();
+    let id = MessageId::new();
+    d.limiter.then(throttled(Duration::from_millis(4200)));
+    let before = OffsetDateTime::now_utc();
+    assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
+    let after = OffsetDateTime::now_utc();
+    let slot = status(&d, id).await.slot_at.expect("a slot");
+    assert!(
+        slot >= before + Duration::from_millis(4200) && slot <= after + Duration::from_millis(4200),
+        "{slot} not 4.2 s after [{before}, {after}]"
+    );
+    assert_eq!(d.limiter.asked_held(), vec![false]);
+}
+
+#[tokio::test]
+async fn a_message_back_before_its_slot_is_hidden_until_it_without_a_token() {
+    let d = deps();
+    let id = MessageId::new();
+    // A slot 20 hours away: past SQS's 12-hour cap, so the message came back.
+    with_slot(&d, id, OffsetDateTime::now_utc() + S(20 * 3600)).await;
+    assert_eq!(run(&d, vec![record("s1", &body(id), 2)]).await, vec!["s1"]);
+    assert!(d.limiter.asked_held().is_empty(), "no token asked for");
+    assert!(d.upstream.calls.lock().unwrap().is_empty());
+    assert_eq!(d.queue.deferrals(), vec![MAX_DEFER_VISIBILITY]);
+    // A slot 90 s away: hidden for the 90 s (whole seconds, rounded up).
+    let soon = MessageId::new();
+    with_slot(
+        &d,
+        soon,
+        OffsetDateTime::now_utc() + Duration::from_millis(89_400),
+    )
+    .await;
+    run(&d, vec![record("s2", &body(soon), 3)]).await;
+    assert_eq!(d.queue.deferrals()[1], S(90));
+    let r = status(&d, id).await;
+    assert_eq!((r.status, r.attempts), (Status::Deferred, 0));
+    assert!(r.slot_at.is_some(), "the slot is kept");
+}
+
+#[tokio::test]
+async fn an_early_message_near_max_receive_count_is_replaced_and_keeps_its_slot() {
+    let d = deps();
+    let id = MessageId::new();
+    let slot = OffsetDateTime::now_utc() + S(3 * 3600);
+    with_slot(&d, id, slot).await;
+    assert!(run(&d, vec![record("s1", &body(id), 98)]).await.is_empty());
+    let rq = d.queue.requeues();
+    assert_eq!(rq.len(), 1, "a fresh copy instead of the DLQ");
+    assert_eq!(rq[0].1, S(900));
+    assert_eq!(status(&d, id).await.slot_at, Some(slot));
+    assert!(d.limiter.asked_held().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_back_at_its_slot_asks_as_its_holder_and_goes() {
+    let d = deps();
+    let id = MessageId::new();
+    with_slot(&d, id, OffsetDateTime::now_utc() - S(1)).await;
+    assert!(run(&d, vec![record("s1", &body(id), 2)]).await.is_empty());
+    assert_eq!(d.limiter.asked_held(), vec![true]);
+    let r = status(&d, id).await;
+    assert_eq!(r.status, Status::Sent);
+}
+
+#[tokio::test]
+async fn a_holder_whose_token_went_to_a_higher_class_takes_a_new_slot() {
+    let d = deps();
+    let id = MessageId::new();
+    with_slot(&d, id, OffsetDateTime::now_utc() - S(1)).await;
+    // As its holder: the token is 6 s away (a `high` message took it).
+    // Then as a newcomer: a slot behind the others, 60 s away.
+    d.limiter.then(throttled(S(6))).then(throttled(S(60)));
+    let before = OffsetDateTime::now_utc();
+    assert_eq!(run(&d, vec![record("s1", &body(id), 2)]).await, vec!["s1"]);
+    assert_eq!(d.limiter.asked_held(), vec![true, false]);
+    assert_eq!(d.queue.deferrals(), vec![S(60)]);
+    let slot = status(&d, id).await.slot_at.expect("the new slot");
+    assert!(slot >= before + S(60), "{slot}");
+}
+
+#[tokio::test]
+async fn a_used_slot_is_cleared_so_a_retry_asks_afresh() {
+    let d = deps();
+    let id = MessageId::new();
+    with_slot(&d, id, OffsetDateTime::now_utc() - S(1)).await;
+    d.upstream.then(Outcome::Transient {
+        reason: "upstream answered 503".into(),
+    });
+    assert_eq!(run(&d, vec![record("s1", &body(id), 2)]).await, vec!["s1"]);
+    let r = status(&d, id).await;
+    assert_eq!(
+        (r.status, r.attempts, r.slot_at),
+        (Status::Deferred, 1, None)
+    );
+    // Its retry asks as a newcomer.
+    assert!(run(&d, vec![record("s1", &body(id), 3)]).await.is_empty());
+    assert_eq!(d.limiter.asked_held(), vec![true, false]);
+}

@@ -1,0 +1,208 @@
+//! A Redis Cluster loses a primary mid-delivery: its replica takes over,
+//! the functions follow (`MOVED`, a refreshed slot map), and the failed node
+//! comes back as the new primary's replica.
+//!
+//! `scripts/cluster-failover.sh test` (`make test-cluster`, and `make test`)
+//! starts a 3-shard cluster (3 primaries, 3 replicas), the fault stack on it
+//! with `REDIS_CLUSTER=true` and `REDIS_WAIT_REPLICAS=1`, and runs this case.
+//!
+//! The case: three accounts, one on each shard, each with a backlog
+//! delivered at the limit. Once every account is past its burst, the
+//! primary serving the first account is killed (`kill -9`), its replica is
+//! promoted at once (`CLUSTER FAILOVER TAKEOVER`, what ElastiCache's
+//! automatic failover does), and a few seconds later the dead node starts
+//! again and rejoins as the new primary's replica. Required: every message
+//! sent exactly once (no duplicate at the stub, none lost), no call over any
+//! account's curve (`harness::settle`), nothing of the first account sent
+//! while its shard had no replica to confirm a token (`WAIT 1`), the other
+//! shards' accounts delivered meanwhile (`WAIT` goes to the written key's
+//! shard only), and the first account's backlog delivered by the promoted
+//! node once the node is back.
+
+#[allow(dead_code)]
+#[path = "../faults/harness.rs"]
+mod harness;
+
+use anyhow::{Context, Result, ensure};
+use harness::{Faults, Msg, arrival_us, enqueue, is_2xx, messages, stub_records};
+use integration_tests::{eventually, now_us, unique_account};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PER_ACCOUNT: usize = 100;
+/// Sends per account before the primary dies: the burst (10) and as many
+/// again at the rate, so every bucket runs empty.
+const SENT_BEFORE_KILL: usize = 20;
+/// When the dead node starts again after the takeover.
+const REJOIN_AFTER: Duration = Duration::from_secs(3);
+
+/// Runs `scripts/redis-cluster.sh <args>` on the case's cluster; its stdout.
+fn cluster_sh(args: &[&str]) -> Result<String> {
+    let script = std::env::var("CLUSTER_SCRIPT").context("CLUSTER_SCRIPT")?;
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .context("running redis-cluster.sh")?;
+    ensure!(
+        out.status.success(),
+        "redis-cluster.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The port of the primary serving `account`'s keys.
+fn shard_of(account: &str) -> Result<String> {
+    cluster_sh(&["primary-of", &format!("of:{{{account}}}:bucket")])
+}
+
+/// One account on each shard: fresh ids until every primary has one.
+fn one_account_per_shard() -> Result<Vec<(String, String)>> {
+    let mut by_shard: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..200 {
+        let a = unique_account(&format!("cfo{i}"));
+        by_shard.entry(shard_of(&a)?).or_insert(a);
+        if by_shard.len() == 3 {
+            return Ok(by_shard.into_iter().map(|(p, a)| (a, p)).collect());
+        }
+    }
+    anyhow::bail!("200 accounts did not cover three shards: {by_shard:?}")
+}
+
+#[tokio::test]
+#[ignore = "needs the cluster fault stack: scripts/cluster-failover.sh test"]
+async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_overgrant()
+-> Result<()> {
+    let f = Faults::from_env().await?;
+    let s = &f.stack;
+    ensure!(
+        std::env::var("REDIS_CLUSTER").as_deref() == Ok("true"),
+        "the functions must run with REDIS_CLUSTER=true"
+    );
+    let accounts = one_account_per_shard()?;
+    let (victim_account, victim_port) = accounts[0].clone();
+    // Interleaved, so every account's backlog is in the queue at once (in
+    // account order the first one would be delivered before the others start).
+    let per_account: Vec<Vec<Msg>> = accounts
+        .iter()
+        .map(|(a, _)| messages(a, PER_ACCOUNT))
+        .collect();
+    let msgs: Vec<Msg> = (0..PER_ACCOUNT)
+        .flat_map(|i| per_account.iter().map(move |m| m[i].clone()))
+        .collect();
+    let started = Instant::now();
+    enqueue(s, &msgs, "high").await?;
+    eventually(
+        "every account past its burst",
+        Duration::from_secs(120),
+        || async {
+            for (a, _) in &accounts {
+                let sent = s
+                    .stub_requests(a)
+                    .await?
+                    .iter()
+                    .filter(|r| is_2xx(r))
+                    .count();
+                if sent < SENT_BEFORE_KILL {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    cluster_sh(&["kill", &victim_port])?;
+    let killed_us = now_us();
+    let promoted_port = cluster_sh(&["takeover", &victim_port])?;
+    let promoted_us = now_us();
+    tokio::time::sleep(REJOIN_AFTER).await;
+    cluster_sh(&["start", &victim_port])?;
+    let rejoined_us = now_us();
+
+    let settled = harness::settle(&f, &msgs, Duration::from_secs(240)).await?;
+    eprintln!("[cluster-failover] settled: {settled}");
+    let all: BTreeSet<String> = accounts.iter().map(|(a, _)| a.clone()).collect();
+    let records = stub_records(s, &all).await?;
+    let delivered_after = |account: &str, from_us: u64| {
+        records
+            .iter()
+            .filter(|r| r["accountId"] == account && is_2xx(r) && arrival_us(r) >= from_us)
+            .count()
+    };
+    let victim_after = delivered_after(&victim_account, promoted_us);
+    let others_after: usize = accounts[1..]
+        .iter()
+        .map(|(a, _)| delivered_after(a, killed_us))
+        .sum();
+    let delivered_between = |account: &str, from_us: u64, to_us: u64| {
+        records
+            .iter()
+            .filter(|r| {
+                r["accountId"] == account && is_2xx(r) && (from_us..to_us).contains(&arrival_us(r))
+            })
+            .count()
+    };
+    // While the killed shard had no replica, nothing of its account could be
+    // confirmed (WAIT 1): nothing may have gone. The other shards' replicas
+    // confirm their own writes: their accounts go on.
+    let victim_without_replica = delivered_between(&victim_account, promoted_us, rejoined_us);
+    let others_without_replica: usize = accounts[1..]
+        .iter()
+        .map(|(a, _)| delivered_between(a, promoted_us, rejoined_us))
+        .sum();
+    let failed_closed: usize = all
+        .iter()
+        .map(|a| {
+            f.log_count(
+                a,
+                "limiter unavailable: failing closed, nothing is sent without a token",
+            ) + f.log_count(a, "redis unavailable: failing closed")
+        })
+        .sum();
+    let report = json!({
+        "accounts": accounts.iter().map(|(a, p)| json!({"account": a, "primary": p})).collect::<Vec<_>>(),
+        "messages": msgs.len(),
+        "killed_primary": victim_port,
+        "promoted": promoted_port,
+        "takeover_ms": (promoted_us - killed_us) / 1000,
+        "rejoined_after_ms": (rejoined_us - killed_us) / 1000,
+        "delivered": settled.delivered,
+        "calls": settled.calls,
+        "duplicates": 0,
+        "limit_violations": 0,
+        "victim_account_delivered_after_takeover": victim_after,
+        "other_accounts_delivered_after_kill": others_after,
+        "victim_account_delivered_while_its_shard_had_no_replica": victim_without_replica,
+        "other_accounts_delivered_while_the_killed_shard_had_no_replica": others_without_replica,
+        "records_failed_closed": failed_closed,
+        "took_s": started.elapsed().as_secs_f64(),
+    });
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/cluster-failover/report.json");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("[cluster-failover] {report}");
+    ensure!(
+        victim_after > 0,
+        "the killed primary's account was not delivered through the promoted node: {report}"
+    );
+    ensure!(
+        victim_without_replica == 0,
+        "the killed shard's account was sent while no replica could confirm its tokens: {report}"
+    );
+    ensure!(
+        others_without_replica > 0,
+        "the other shards' accounts waited for the killed shard's replica: {report}"
+    );
+    ensure!(
+        others_after > 0,
+        "the other shards' accounts were not delivered after the kill: {report}"
+    );
+    Ok(())
+}
