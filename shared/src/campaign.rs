@@ -53,6 +53,12 @@ pub const PAGE_MAX: usize = 500;
 /// then come back short, with a cursor to go on from, instead of reading a
 /// whole campaign in one request.
 pub const PAGE_SCAN_MAX: usize = 5000;
+/// The largest cursor a page can be asked from (13 digits, as `openapi.yaml`'s
+/// pattern says): far past any campaign's length, and small enough that
+/// Redis, whose list indexes are signed 64-bit, takes `cursor +
+/// PAGE_SCAN_MAX` as an index. A larger one is a cursor no page ever gave
+/// out: a 400, not a 503.
+pub const CURSOR_MAX: u64 = 9_999_999_999_999;
 
 /// A campaign's id: a UUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -373,8 +379,8 @@ impl PageQuery {
                     )),
                 },
                 _ => match v.parse::<u64>() {
-                    Ok(c) => q.cursor = c,
-                    Err(_) => errors.push(FieldError::new(
+                    Ok(c) if c <= CURSOR_MAX => q.cursor = c,
+                    _ => errors.push(FieldError::new(
                         "cursor",
                         "must be a nextCursor from an earlier page",
                     )),
@@ -920,6 +926,15 @@ mod tests {
             ["status", "limit", "cursor"]
         );
         assert_eq!(fields("limit=501"), ["limit"]);
+        // The fuzzer's find: a cursor past i64::MAX reached LRANGE as a 503.
+        assert_eq!(fields("cursor=18446744073709551615"), ["cursor"]);
+        assert_eq!(fields(&format!("cursor={}", CURSOR_MAX + 1)), ["cursor"]);
+        assert_eq!(
+            PageQuery::parse(Some(&format!("cursor={CURSOR_MAX}")))
+                .unwrap()
+                .cursor,
+            CURSOR_MAX
+        );
         assert_eq!(fields("limit=1&limit=2"), ["limit"]);
     }
 
