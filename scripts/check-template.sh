@@ -62,8 +62,9 @@ if [[ -f "$TRANSLATED" && $status -eq 0 ]]; then
     # The translation as CloudFormation deploys it for each Profile (its
     # conditions decided, the other profile's resources gone), linted too:
     # tests/template/profiles.py (production-cluster: production with
-    # RedisClusterMode=enabled).
-    for profile in production small production-cluster; do
+    # RedisClusterMode=enabled; production-durable: that with
+    # RedisDurability=sync, Valkey 9.0).
+    for profile in production small production-cluster production-durable; do
         resolved="target/template/translated-$profile.json"
         echo "== cfn-lint $resolved (Profile=$profile)"
         "$PY" tests/template/profiles.py "$profile" "$TRANSLATED" "$resolved" >/dev/null &&

@@ -33,6 +33,7 @@ PROFILES = ("production", "small")
 # parameters given (scripts/check-template.sh lints each one).
 VARIANTS: dict[str, dict[str, str]] = {
     "production-cluster": {"Profile": "production", "RedisClusterMode": "enabled"},
+    "production-durable": {"Profile": "production", "RedisClusterMode": "enabled", "RedisDurability": "sync"},
 }
 
 _UNKNOWN = object()

@@ -511,7 +511,12 @@ DEPLOYMENTS = [
     {"Profile": "production", "Env": env, "RedisClusterMode": mode}
     for env in ("production", "staging")
     for mode in ("disabled", "enabled")
-] + [{"Profile": "production", "Env": "production", "RedisClusterMode": "enabled", "RedisReplicasPerShard": "2"}]
+] + [
+    {"Profile": "production", "Env": "production", "RedisClusterMode": "enabled", "RedisReplicasPerShard": "2"},
+    {"Profile": "production", "Env": "production", "RedisClusterMode": "enabled", "RedisDurability": "sync"},
+    {"Profile": "production", "Env": "production", "RedisClusterMode": "enabled", "RedisDurability": "async"},
+    {"Profile": "production", "Env": "staging", "RedisClusterMode": "enabled", "RedisDurability": "sync"},
+]
 
 
 @pytest.mark.parametrize("values", DEPLOYMENTS, ids=lambda v: "-".join(v.values()))
@@ -520,7 +525,9 @@ def test_every_replica_confirms_what_a_failover_must_not_lose(translated, values
     """REDIS_WAIT_REPLICAS is each shard's replica count in production, 0
     elsewhere: fewer leaves writes a failover can lose, more blocks every
     send (WAIT can never be satisfied). Without cluster mode the group's
-    replicas are NumCacheClusters - 1, with it ReplicasPerNodeGroup."""
+    replicas are NumCacheClusters - 1, with it ReplicasPerNodeGroup. With
+    RedisDurability=sync ElastiCache answers a write only once its Multi-AZ
+    log holds it, so there is nothing to wait for (0); async still waits."""
     t = _deployed(translated, values)
     variables = props(t, function)["Environment"]["Variables"]
     group = next(iter(resources(t, "AWS::ElastiCache::ReplicationGroup").values()))["Properties"]
@@ -529,7 +536,10 @@ def test_every_replica_confirms_what_a_failover_must_not_lose(translated, values
     else:
         replicas = int(_value(t, group["NumCacheClusters"], values)) - 1
     wait = int(_value(t, variables["REDIS_WAIT_REPLICAS"], values))
-    assert wait == (replicas if values["Env"] == "production" else 0), (wait, replicas)
+    if values.get("RedisDurability") == "sync":
+        assert wait == 0, wait
+    else:
+        assert wait == (replicas if values["Env"] == "production" else 0), (wait, replicas)
     assert 1 <= int(variables["REDIS_WAIT_TIMEOUT_MS"]) <= 1000
 
 
@@ -567,6 +577,35 @@ def test_cluster_mode_is_a_parameter_and_the_functions_follow_it(translated, val
     if cluster:
         major = str(group["EngineVersion"]).split(".")[0]
         assert group["CacheParameterGroupName"] == f"default.{group['Engine']}{major}.cluster.on"
+
+
+@pytest.mark.parametrize("values", DEPLOYMENTS, ids=lambda v: "-".join(v.values()))
+def test_elasticache_durability_is_a_parameter_on_valkey_9_in_cluster_mode(translated, values):
+    """RedisDurability=sync|async sets the replication group's Durability and
+    the engine version it needs (Valkey 9.0, its cluster parameter group);
+    disabled (the default) leaves Valkey 8.0 with no Durability property."""
+    t = _deployed(translated, values)
+    group = next(iter(resources(t, "AWS::ElastiCache::ReplicationGroup").values()))["Properties"]
+    durability = values.get("RedisDurability", "disabled")
+    if durability == "disabled":
+        assert "Durability" not in group
+        assert group["EngineVersion"] == "8.0"
+    else:
+        assert _value(t, group["Durability"], values) == durability
+        assert group["EngineVersion"] == "9.0"
+        assert group["CacheParameterGroupName"] == "default.valkey9.cluster.on"
+        assert group["TransitEncryptionEnabled"] is True and group["AtRestEncryptionEnabled"] is True
+
+
+def test_durability_is_refused_without_cluster_mode(raw):
+    """The rule that keeps RedisDurability to cluster mode in production
+    (ElastiCache refuses durability otherwise, at create time)."""
+    rule = raw["Rules"]["DurabilityNeedsClusterMode"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RedisDurability"}, "disabled"]}]}
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Equals": [{"Ref": "RedisClusterMode"}, "enabled"]} in asserted
+    assert {"Fn::Equals": [{"Ref": "Profile"}, "production"]} in asserted
+    assert raw["Parameters"]["RedisDurability"]["Default"] == "disabled"
 
 
 def test_the_small_profile_has_no_cluster_switch_on(cfn, profile):
