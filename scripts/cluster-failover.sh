@@ -3,7 +3,8 @@
 # (3 primaries + 3 replicas, scripts/redis-cluster.sh), the fault stack on it
 # (scripts/faults.sh) with REDIS_CLUSTER=true and REDIS_WAIT_REPLICAS=1, and
 # a primary killed mid-delivery, its replica promoted, the dead node back as
-# a replica. `make test-cluster` and `make test` run it.
+# a replica; then an account's slot migrated to another shard mid-backlog
+# (ASK, TRYAGAIN). `make test-cluster` and `make test` run it.
 #
 #   cluster-failover.sh test    build, cluster up, fault stack up, the case, all down
 #   cluster-failover.sh down    stop what `test` left (after an interrupted run)

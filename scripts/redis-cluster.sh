@@ -16,6 +16,13 @@
 #                            nodes.conf it rejoins as a replica of whoever
 #                            took its slots (ElastiCache's node replacement)
 #   redis-cluster.sh primary-of KEY  the port of the primary serving KEY
+#   redis-cluster.sh migrate KEY PORT [BATCH] [PAUSE_S]
+#                            move KEY's slot to the primary on PORT as
+#                            `redis-cli --cluster reshard` does (IMPORTING /
+#                            MIGRATING, MIGRATE, SETSLOT NODE), BATCH keys
+#                            (default 5) every PAUSE_S seconds (default 0.25),
+#                            so clients meet ASK and TRYAGAIN meanwhile;
+#                            prints "SLOT FROM TO KEYS"
 #
 # Ports REDIS_CLUSTER_PORT_BASE .. +5 (default 7130-7135; bus ports +10000),
 # files in REDIS_CLUSTER_DIR (default .stack/redis-cluster). The functions use
@@ -111,6 +118,39 @@ primary_of() { # primary_of KEY: the port of the primary serving KEY (the others
   return 1
 }
 
+migrate() {
+  local key=$1 to=$2 batch=${3:-5} pause=${4:-0.25} from slot from_id to_id q moved=0 out
+  local keys=()
+  from=$(primary_of "$key") || { log "no primary serves $key"; return 1; }
+  [[ "$from" != "$to" ]] || { log "$key is on $to already"; return 1; }
+  slot=$(redis-cli -p "$from" CLUSTER KEYSLOT "$key")
+  from_id=$(redis-cli -p "$from" CLUSTER MYID)
+  to_id=$(redis-cli -p "$to" CLUSTER MYID)
+  # The order redis-cli --cluster reshard uses: the target imports first, so
+  # an ASK from the source always finds it ready.
+  redis-cli -p "$to" CLUSTER SETSLOT "$slot" IMPORTING "$from_id" | grep -q OK
+  redis-cli -p "$from" CLUSTER SETSLOT "$slot" MIGRATING "$to_id" | grep -q OK
+  log "slot $slot: migrating from $from to $to, $batch keys every ${pause}s"
+  while :; do
+    mapfile -t keys < <(redis-cli -p "$from" CLUSTER GETKEYSINSLOT "$slot" "$batch" | tr -d '\r')
+    ((${#keys[@]})) && [[ -n "${keys[0]}" ]] || break
+    out=$(redis-cli -p "$from" MIGRATE 127.0.0.1 "$to" "" 0 5000 KEYS "${keys[@]}")
+    [[ "$out" == OK || "$out" == NOKEY ]] || { log "MIGRATE answered: $out"; return 1; }
+    moved=$((moved + ${#keys[@]}))
+    sleep "$pause"
+  done
+  # The slot's new owner: the target first, then the source, then everyone
+  # else (replicas refuse SETSLOT; they learn it from their primaries).
+  redis-cli -p "$to" CLUSTER SETSLOT "$slot" NODE "$to_id" | grep -q OK
+  redis-cli -p "$from" CLUSTER SETSLOT "$slot" NODE "$to_id" | grep -q OK
+  for q in "${PORTS[@]}"; do
+    [[ "$q" == "$to" || "$q" == "$from" ]] && continue
+    redis-cli -p "$q" CLUSTER SETSLOT "$slot" NODE "$to_id" >/dev/null 2>&1 || true
+  done
+  log "slot $slot: now on $to ($moved keys moved)"
+  echo "$slot $from $to $moved"
+}
+
 down() {
   [[ -d "$DIR" ]] || return 0
   local p pid
@@ -145,5 +185,6 @@ case "${1:-}" in
   takeover) takeover "${2:?port}" ;;
   start) node_start "${2:?port}"; for _ in $(seq 1 50); do [[ "$(redis-cli -p "$2" PING 2>/dev/null)" == PONG ]] && break; sleep 0.1; done ;;
   primary-of) primary_of "${2:?key}" ;;
-  *) echo "usage: $0 up|down|check|kill PORT|takeover PORT|start PORT|primary-of KEY" >&2; exit 2 ;;
+  migrate) migrate "${2:?key}" "${3:?port}" "${4:-5}" "${5:-0.25}" ;;
+  *) echo "usage: $0 up|down|check|kill PORT|takeover PORT|start PORT|primary-of KEY|migrate KEY PORT [BATCH] [PAUSE_S]" >&2; exit 2 ;;
 esac

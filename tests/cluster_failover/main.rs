@@ -18,6 +18,14 @@
 //! shards' accounts delivered meanwhile (`WAIT` goes to the written key's
 //! shard only), and the first account's backlog delivered by the promoted
 //! node once the node is back.
+//!
+//! The second case moves an account's slot to another shard mid-backlog, as
+//! `redis-cli --cluster reshard` (and ElastiCache's online resharding) does:
+//! a few keys at a time, so for seconds some of the account's keys are on
+//! each node and the functions meet `ASK` (a key already moved) and
+//! `TRYAGAIN` (a script whose keys are split) on every kind of call. Same
+//! requirements: exactly once, on the curve, and the account delivered
+//! while its slot was migrating and from its new shard after.
 
 #[allow(dead_code)]
 #[path = "../faults/harness.rs"]
@@ -73,6 +81,71 @@ fn one_account_per_shard() -> Result<Vec<(String, String)>> {
     anyhow::bail!("200 accounts did not cover three shards: {by_shard:?}")
 }
 
+/// Waits until the stub took `n` 2xx sends of every account.
+async fn each_sent(
+    s: &integration_tests::Stack,
+    accounts: &[(String, String)],
+    n: usize,
+) -> Result<()> {
+    eventually(
+        &format!("every account past {n} sends"),
+        Duration::from_secs(120),
+        || async {
+            for (a, _) in accounts {
+                let sent = s
+                    .stub_requests(a)
+                    .await?
+                    .iter()
+                    .filter(|r| is_2xx(r))
+                    .count();
+                if sent < n {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await
+}
+
+/// Every account's backlog in the queue at once: interleaved (in account
+/// order the first one would be delivered before the others start).
+fn interleaved(accounts: &[(String, String)]) -> Vec<Msg> {
+    let per_account: Vec<Vec<Msg>> = accounts
+        .iter()
+        .map(|(a, _)| messages(a, PER_ACCOUNT))
+        .collect();
+    (0..PER_ACCOUNT)
+        .flat_map(|i| per_account.iter().map(move |m| m[i].clone()))
+        .collect()
+}
+
+/// Writes a case's report under target/cluster-failover/ and prints it.
+fn write_report(name: &str, report: &serde_json::Value) -> Result<()> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/cluster-failover")
+        .join(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(report)?)?;
+    eprintln!("[cluster-failover] {name}: {report}");
+    Ok(())
+}
+
+/// Records the functions failed closed on (Redis unreachable or refusing).
+fn failed_closed(f: &Faults, accounts: &BTreeSet<String>) -> usize {
+    accounts
+        .iter()
+        .map(|a| {
+            f.log_count(
+                a,
+                "limiter unavailable: failing closed, nothing is sent without a token",
+            ) + f.log_count(a, "redis unavailable: failing closed")
+        })
+        .sum()
+}
+
 #[tokio::test]
 #[ignore = "needs the cluster fault stack: scripts/cluster-failover.sh test"]
 async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_overgrant()
@@ -85,36 +158,10 @@ async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_ov
     );
     let accounts = one_account_per_shard()?;
     let (victim_account, victim_port) = accounts[0].clone();
-    // Interleaved, so every account's backlog is in the queue at once (in
-    // account order the first one would be delivered before the others start).
-    let per_account: Vec<Vec<Msg>> = accounts
-        .iter()
-        .map(|(a, _)| messages(a, PER_ACCOUNT))
-        .collect();
-    let msgs: Vec<Msg> = (0..PER_ACCOUNT)
-        .flat_map(|i| per_account.iter().map(move |m| m[i].clone()))
-        .collect();
+    let msgs = interleaved(&accounts);
     let started = Instant::now();
     enqueue(s, &msgs, "high").await?;
-    eventually(
-        "every account past its burst",
-        Duration::from_secs(120),
-        || async {
-            for (a, _) in &accounts {
-                let sent = s
-                    .stub_requests(a)
-                    .await?
-                    .iter()
-                    .filter(|r| is_2xx(r))
-                    .count();
-                if sent < SENT_BEFORE_KILL {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await?;
+    each_sent(s, &accounts, SENT_BEFORE_KILL).await?;
     cluster_sh(&["kill", &victim_port])?;
     let killed_us = now_us();
     let promoted_port = cluster_sh(&["takeover", &victim_port])?;
@@ -154,15 +201,7 @@ async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_ov
         .iter()
         .map(|(a, _)| delivered_between(a, promoted_us, rejoined_us))
         .sum();
-    let failed_closed: usize = all
-        .iter()
-        .map(|a| {
-            f.log_count(
-                a,
-                "limiter unavailable: failing closed, nothing is sent without a token",
-            ) + f.log_count(a, "redis unavailable: failing closed")
-        })
-        .sum();
+    let failed_closed = failed_closed(&f, &all);
     let report = json!({
         "accounts": accounts.iter().map(|(a, p)| json!({"account": a, "primary": p})).collect::<Vec<_>>(),
         "messages": msgs.len(),
@@ -181,13 +220,7 @@ async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_ov
         "records_failed_closed": failed_closed,
         "took_s": started.elapsed().as_secs_f64(),
     });
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/cluster-failover/report.json");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("[cluster-failover] {report}");
+    write_report("report.json", &report)?;
     ensure!(
         victim_after > 0,
         "the killed primary's account was not delivered through the promoted node: {report}"
@@ -203,6 +236,122 @@ async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_ov
     ensure!(
         others_after > 0,
         "the other shards' accounts were not delivered after the kill: {report}"
+    );
+    Ok(())
+}
+
+/// Moving fewer keys per step, or pausing longer, widens the window in which
+/// the account's keys are split between two nodes.
+const MIGRATE_BATCH: &str = "3";
+const MIGRATE_PAUSE_S: &str = "0.3";
+/// Messages of the moved account enqueued once its slot has moved.
+const AFTER_MIGRATION: usize = 10;
+
+#[tokio::test]
+#[ignore = "needs the cluster fault stack: scripts/cluster-failover.sh test"]
+async fn a_slot_migrated_mid_backlog_is_followed_through_ask_without_a_duplicate_or_an_overgrant()
+-> Result<()> {
+    let f = Faults::from_env().await?;
+    let s = &f.stack;
+    ensure!(
+        std::env::var("REDIS_CLUSTER").as_deref() == Ok("true"),
+        "the functions must run with REDIS_CLUSTER=true"
+    );
+    let accounts = one_account_per_shard()?;
+    let (moving, from_port) = accounts[0].clone();
+    let to_port = accounts[1].1.clone();
+    let msgs = interleaved(&accounts);
+    let started = Instant::now();
+    enqueue(s, &msgs, "high").await?;
+    each_sent(s, &accounts, SENT_BEFORE_KILL).await?;
+
+    let bucket = format!("of:{{{moving}}}:bucket");
+    let script = std::env::var("CLUSTER_SCRIPT").context("CLUSTER_SCRIPT")?;
+    let migrate_started_us = now_us();
+    // In the background: the deliveries go on while it runs.
+    let migration = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(script)
+            .args(["migrate", &bucket, &to_port, MIGRATE_BATCH, MIGRATE_PAUSE_S])
+            .output()
+    });
+    let out = migration
+        .await?
+        .context("running redis-cluster.sh migrate")?;
+    let migrated_us = now_us();
+    ensure!(
+        out.status.success(),
+        "redis-cluster.sh migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let keys_moved: usize = moved
+        .split_whitespace()
+        .nth(3)
+        .and_then(|k| k.parse().ok())
+        .context("migrate's SLOT FROM TO KEYS line")?;
+
+    // The backlog may have drained while the slot moved: a few more for the
+    // account, served from its new shard only.
+    let extra = messages(&moving, AFTER_MIGRATION);
+    enqueue(s, &extra, "high").await?;
+    let msgs: Vec<Msg> = msgs.into_iter().chain(extra).collect();
+    let settled = harness::settle(&f, &msgs, Duration::from_secs(240)).await?;
+    eprintln!("[cluster-failover] settled: {settled}");
+    let now_on = shard_of(&moving)?;
+    let all: BTreeSet<String> = accounts.iter().map(|(a, _)| a.clone()).collect();
+    let records = stub_records(s, &all).await?;
+    let delivered_between = |from_us: u64, to_us: u64| {
+        records
+            .iter()
+            .filter(|r| {
+                r["accountId"] == moving.as_str()
+                    && is_2xx(r)
+                    && (from_us..to_us).contains(&arrival_us(r))
+            })
+            .count()
+    };
+    let during = delivered_between(migrate_started_us, migrated_us);
+    let after = delivered_between(migrated_us, u64::MAX);
+    let report = json!({
+        "accounts": accounts.iter().map(|(a, p)| json!({"account": a, "primary": p})).collect::<Vec<_>>(),
+        "messages": msgs.len(),
+        "moved_account": moving,
+        "from": from_port,
+        "migration": moved,
+        "keys_moved": keys_moved,
+        "migration_ms": (migrated_us - migrate_started_us) / 1000,
+        "now_served_by": now_on,
+        "delivered": settled.delivered,
+        "calls": settled.calls,
+        "sent": settled.sent,
+        "duplicates": 0,
+        "limit_violations": 0,
+        "moved_account_delivered_while_migrating": during,
+        "moved_account_delivered_after": after,
+        "records_failed_closed": failed_closed(&f, &all),
+        "took_s": started.elapsed().as_secs_f64(),
+    });
+    write_report("report-migration.json", &report)?;
+    ensure!(
+        settled.sent == msgs.len(),
+        "not every message was sent: {report}"
+    );
+    ensure!(
+        now_on == accounts[1].1,
+        "the account's slot is not on its new shard: {report}"
+    );
+    ensure!(
+        keys_moved > 0,
+        "the migration moved no key: nothing to follow: {report}"
+    );
+    ensure!(
+        during > 0,
+        "the account was not delivered while its slot was migrating: {report}"
+    );
+    ensure!(
+        after >= AFTER_MIGRATION,
+        "the account was not delivered from its new shard: {report}"
     );
     Ok(())
 }
