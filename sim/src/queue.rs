@@ -22,14 +22,38 @@
 //!   deleted by SQS. <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SetQueueAttributes.html>
 //! - At most 120,000 messages in flight; a receive beyond that gets nothing
 //!   (`OverLimit`). <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html>
+//! - Fair queues (`[queue] fair`, on by default: the functions send every
+//!   message with `MessageGroupId = accountId`). A group is a noisy
+//!   neighbour while either measure holds: it has more than 10 % of the
+//!   queue's in-flight messages and at least 30 of its own (concurrency
+//!   share), or more than 10 % of the consumers' recent processing time
+//!   (processing-time share). A receive then returns quiet groups' visible
+//!   messages first, and noisy groups' only to fill the batch, the noisy
+//!   group with the fewest in flight first.
+//!   <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-fair-queues-detailed.html>
+//!   Our reading where the page is not exact: "in flight" is received and
+//!   hidden, so a backlog deferred with `ChangeMessageVisibility` counts; a
+//!   message's processing time runs from its receive to its delete or
+//!   visibility change; "recent" is the last [`PROCESSING_WINDOW`]; a group
+//!   is quiet again as soon as both shares drop (the page also names 5
+//!   minutes without a send, not modelled).
 //!
 //! Every call is counted as one SQS request (the cost model).
 
 use crate::scenario::{MAX_VISIBILITY_S, QueueCfg};
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 use shared::queue::{Attributes, QueueError, Redeliver};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Fair queues: a group is noisy with more than this share of the queue's
+/// in-flight messages (1 / 10)...
+const NOISY_SHARE_DIVISOR: u32 = 10;
+/// ...and at least this many of its own in flight; or more than the same
+/// share of the consumers' processing time over the last
+/// [`PROCESSING_WINDOW`].
+const NOISY_MIN_IN_FLIGHT: u32 = 30;
+pub const PROCESSING_WINDOW: Duration = Duration::from_secs(60);
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -102,6 +126,9 @@ struct Msg {
     /// Which receive the newest receipt handle belongs to (0: none yet).
     receipt: u32,
     received_at: Option<Instant>,
+    /// `MessageGroupId` (the body's `accountId`, as `shared::queue` sets
+    /// it), as an index into `State::groups`.
+    group: Option<usize>,
 }
 
 struct State {
@@ -115,6 +142,18 @@ struct State {
     requests: Requests,
     refusals: Refusals,
     rng: fastrand::Rng,
+    /// Received messages still hidden, by when they show again (entries
+    /// whose time has passed are dropped at the next receive), with the
+    /// count per group and in all: the fair queue's in-flight measure.
+    in_flight: BTreeSet<(Instant, u64)>,
+    total_in_flight: u32,
+    /// Group ids by name, and each group's measures.
+    group_ids: HashMap<Arc<str>, usize>,
+    groups: Vec<GroupLoad>,
+    /// Processing times of the last `PROCESSING_WINDOW`: (when it ended,
+    /// group, how long), and their sum.
+    processed: VecDeque<(Instant, Option<usize>, Duration)>,
+    total_processing: Duration,
 }
 
 /// The queue, shared by the event source mapping and the consumer.
@@ -141,6 +180,199 @@ fn parse_handle(h: &str) -> Option<(u64, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
+/// The `accountId` of a queue body: its `MessageGroupId`.
+fn group_of(body: &str) -> Option<Arc<str>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("accountId")?.as_str().map(Arc::from)
+}
+
+/// A message group's share of the queue, as fair queues measure it.
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupLoad {
+    in_flight: u32,
+    processing: Duration,
+}
+
+impl State {
+    /// The group id of `name`, made on first use.
+    fn group_id(&mut self, name: Arc<str>) -> usize {
+        if let Some(&id) = self.group_ids.get(&name) {
+            return id;
+        }
+        let id = self.groups.len();
+        self.groups.push(GroupLoad::default());
+        self.group_ids.insert(name, id);
+        id
+    }
+
+    /// Receives the visible message `seq` (at `t` in `by_time`): expired
+    /// past retention or redriven past `maxReceiveCount` instead (`None`),
+    /// else hidden for the visibility timeout, or left visible when SQS
+    /// delivers it twice (`true`: a duplicate).
+    fn take(&mut self, t: Instant, seq: u64, now: Instant) -> Option<(SqsMessage, bool)> {
+        self.by_time.remove(&(t, seq));
+        let cfg = self.cfg;
+        let m = self.msgs.get(&seq)?;
+        if now.saturating_duration_since(m.sent_at) >= Duration::from_secs(cfg.retention_s) {
+            if let Some(m) = self.remove(seq) {
+                self.expired.push(m.body);
+            }
+            return None;
+        }
+        if m.receive_count >= cfg.max_receive_count {
+            if let Some(m) = self.remove(seq) {
+                self.dlq.push(Dead {
+                    body: m.body,
+                    cause: DeadCause::Redrive,
+                });
+            }
+            return None;
+        }
+        let duplicate = cfg.duplicate_rate > 0.0 && self.rng.f64() < cfg.duplicate_rate;
+        let old = self.msgs.get(&seq).map(|m| m.visible_at)?;
+        self.leave_in_flight(seq, old);
+        let m = self.msgs.get_mut(&seq)?;
+        m.receive_count += 1;
+        m.receipt += 1;
+        m.received_at = Some(now);
+        // A duplicate: the message stays visible, so another poller may
+        // receive it while this copy is processed.
+        m.visible_at = if duplicate {
+            now
+        } else {
+            now + Duration::from_secs(u64::from(cfg.visibility_timeout_s))
+        };
+        let rec = to_record(seq, m);
+        let key = (m.visible_at, seq);
+        self.by_time.insert(key);
+        self.enter_in_flight(seq, key.0, now);
+        Some((rec, duplicate))
+    }
+
+    /// Removes a message from the queue (and from the in-flight count).
+    fn remove(&mut self, seq: u64) -> Option<Msg> {
+        let m = self.msgs.remove(&seq)?;
+        self.by_time.remove(&(m.visible_at, seq));
+        if self.in_flight.remove(&(m.visible_at, seq)) {
+            self.count_in_flight(m.group, false);
+        }
+        Some(m)
+    }
+
+    fn count_in_flight(&mut self, group: Option<usize>, up: bool) {
+        let load = group.and_then(|g| self.groups.get_mut(g));
+        if up {
+            self.total_in_flight += 1;
+            if let Some(l) = load {
+                l.in_flight += 1;
+            }
+        } else {
+            self.total_in_flight = self.total_in_flight.saturating_sub(1);
+            if let Some(l) = load {
+                l.in_flight = l.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A receive of `seq` ended (deleted, or hidden again by the consumer):
+    /// its processing time counts for its group for `PROCESSING_WINDOW`.
+    fn processed(&mut self, seq: u64, now: Instant) {
+        if !self.cfg.fair {
+            return;
+        }
+        let Some(m) = self.msgs.get(&seq) else { return };
+        let Some(received) = m.received_at else {
+            return;
+        };
+        let took = now.saturating_duration_since(received);
+        let group = m.group;
+        if let Some(l) = group.and_then(|g| self.groups.get_mut(g)) {
+            l.processing += took;
+        }
+        self.total_processing += took;
+        self.processed.push_back((now, group, took));
+    }
+
+    fn expire_processing(&mut self, now: Instant) {
+        while let Some(&(at, group, took)) = self.processed.front() {
+            if now.saturating_duration_since(at) < PROCESSING_WINDOW {
+                break;
+            }
+            self.processed.pop_front();
+            self.total_processing = self.total_processing.saturating_sub(took);
+            if let Some(l) = group.and_then(|g| self.groups.get_mut(g)) {
+                l.processing = l.processing.saturating_sub(took);
+            }
+        }
+    }
+
+    /// Only with fair queues: the in-flight count is their measure.
+    fn enter_in_flight(&mut self, seq: u64, until: Instant, now: Instant) {
+        if !self.cfg.fair || until <= now || !self.in_flight.insert((until, seq)) {
+            return;
+        }
+        let group = self.msgs.get(&seq).and_then(|m| m.group);
+        self.count_in_flight(group, true);
+    }
+
+    fn leave_in_flight(&mut self, seq: u64, until: Instant) {
+        if !self.in_flight.remove(&(until, seq)) {
+            return;
+        }
+        let group = self.msgs.get(&seq).and_then(|m| m.group);
+        self.count_in_flight(group, false);
+    }
+
+    /// Messages whose visibility ran out are no longer in flight.
+    fn expire_in_flight(&mut self, now: Instant) {
+        while let Some(&(t, seq)) = self.in_flight.first() {
+            if t > now {
+                break;
+            }
+            self.leave_in_flight(seq, t);
+        }
+    }
+
+    /// Whether group `g` is noisy now, with its in-flight count (the order
+    /// among noisy groups).
+    fn noisy(&self, g: usize) -> Option<u32> {
+        let l = self.groups.get(g)?;
+        let by_concurrency = l.in_flight >= NOISY_MIN_IN_FLIGHT
+            && l.in_flight * NOISY_SHARE_DIVISOR > self.total_in_flight;
+        let total_t = self.total_processing.as_nanos();
+        let by_time =
+            total_t > 0 && l.processing.as_nanos() * u128::from(NOISY_SHARE_DIVISOR) > total_t;
+        (by_concurrency || by_time).then_some(l.in_flight)
+    }
+
+    /// The visible messages a fair receive of `max` takes, in order: quiet
+    /// groups' oldest first, then noisy groups' (fewest in flight first)
+    /// to fill the batch.
+    fn fair_order(&self, now: Instant, max: usize) -> Vec<(Instant, u64)> {
+        let mut quiet = Vec::with_capacity(max);
+        // (in flight of its group, position, key): the best `max` noisy ones.
+        let mut noisy: Vec<(u32, usize, (Instant, u64))> = Vec::new();
+        for (pos, &(t, seq)) in self.by_time.iter().enumerate() {
+            if t > now || quiet.len() == max {
+                break;
+            }
+            let group = self.msgs.get(&seq).and_then(|m| m.group);
+            match group.and_then(|g| self.noisy(g)) {
+                None => quiet.push((t, seq)),
+                Some(n) => {
+                    if noisy.len() < max || noisy.last().is_some_and(|l| (n, pos) < (l.0, l.1)) {
+                        let at = noisy.partition_point(|x| (x.0, x.1) < (n, pos));
+                        noisy.insert(at, (n, pos, (t, seq)));
+                        noisy.truncate(max);
+                    }
+                }
+            }
+        }
+        quiet.extend(noisy.into_iter().map(|(_, _, k)| k));
+        quiet
+    }
+}
+
 impl SimQueue {
     pub fn new(cfg: QueueCfg, seed: u64) -> Self {
         Self {
@@ -154,6 +386,12 @@ impl SimQueue {
                 requests: Requests::default(),
                 refusals: Refusals::default(),
                 rng: fastrand::Rng::with_seed(seed),
+                in_flight: BTreeSet::new(),
+                total_in_flight: 0,
+                group_ids: HashMap::new(),
+                groups: Vec::new(),
+                processed: VecDeque::new(),
+                total_processing: Duration::ZERO,
             })),
             arrived: Arc::new(Notify::new()),
         }
@@ -179,6 +417,11 @@ impl SimQueue {
         let seq = s.next_seq;
         s.next_seq += 1;
         let visible_at = now + Duration::from_secs(delay.as_secs());
+        let group = if s.cfg.fair {
+            group_of(&body).map(|g| s.group_id(g))
+        } else {
+            None
+        };
         s.msgs.insert(
             seq,
             Msg {
@@ -190,6 +433,7 @@ impl SimQueue {
                 receive_count: 0,
                 receipt: 0,
                 received_at: None,
+                group,
             },
         );
         s.by_time.insert((visible_at, seq));
@@ -198,7 +442,8 @@ impl SimQueue {
         Ok(())
     }
 
-    /// `ReceiveMessage` of up to `max` visible messages, oldest visible first.
+    /// `ReceiveMessage` of up to `max` visible messages, oldest visible
+    /// first (with fair queues: quiet groups' first).
     pub fn receive(&self, max: usize) -> Vec<SqsMessage> {
         let now = Instant::now();
         let mut s = self.lock();
@@ -217,51 +462,34 @@ impl SimQueue {
             return Vec::new();
         }
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some(&(t, seq)) = s.by_time.first() else {
-                break;
-            };
-            if t > now {
-                break;
-            }
-            s.by_time.remove(&(t, seq));
-            let cfg = s.cfg;
-            let Some(m) = s.msgs.get(&seq) else { continue };
-            if now.saturating_duration_since(m.sent_at) >= Duration::from_secs(cfg.retention_s) {
-                if let Some(m) = s.msgs.remove(&seq) {
-                    s.expired.push(m.body);
+        if s.cfg.fair {
+            s.expire_in_flight(now);
+            s.expire_processing(now);
+            for (t, seq) in s.fair_order(now, max) {
+                if out.len() == max {
+                    break;
                 }
-                continue;
-            }
-            if m.receive_count >= cfg.max_receive_count {
-                if let Some(m) = s.msgs.remove(&seq) {
-                    s.dlq.push(Dead {
-                        body: m.body,
-                        cause: DeadCause::Redrive,
-                    });
+                if let Some((rec, duplicate)) = s.take(t, seq, now) {
+                    out.push(rec);
+                    if duplicate {
+                        break;
+                    }
                 }
-                continue;
             }
-            let duplicate = cfg.duplicate_rate > 0.0 && s.rng.f64() < cfg.duplicate_rate;
-            let Some(m) = s.msgs.get_mut(&seq) else {
-                continue;
-            };
-            m.receive_count += 1;
-            m.receipt += 1;
-            m.received_at = Some(now);
-            // A duplicate: the message stays visible, so another poller may
-            // receive it while this copy is processed.
-            m.visible_at = if duplicate {
-                now
-            } else {
-                now + Duration::from_secs(u64::from(cfg.visibility_timeout_s))
-            };
-            let rec = to_record(seq, m);
-            let key = (m.visible_at, seq);
-            s.by_time.insert(key);
-            out.push(rec);
-            if duplicate {
-                break; // the same message must not come twice in one batch
+        } else {
+            while out.len() < max {
+                let Some(&(t, seq)) = s.by_time.first() else {
+                    break;
+                };
+                if t > now {
+                    break;
+                }
+                if let Some((rec, duplicate)) = s.take(t, seq, now) {
+                    out.push(rec);
+                    if duplicate {
+                        break; // the same message must not come twice in one batch
+                    }
+                }
             }
         }
         if out.is_empty() {
@@ -275,6 +503,7 @@ impl SimQueue {
         if handles.is_empty() {
             return;
         }
+        let now = Instant::now();
         let mut s = self.lock();
         s.requests.delete += 1;
         for h in handles {
@@ -282,9 +511,8 @@ impl SimQueue {
                 parse_handle(h).filter(|(seq, r)| s.msgs.get(seq).is_some_and(|m| m.receipt == *r));
             match current {
                 Some((seq, _)) => {
-                    if let Some(m) = s.msgs.remove(&seq) {
-                        s.by_time.remove(&(m.visible_at, seq));
-                    }
+                    s.processed(seq, now);
+                    s.remove(seq);
                 }
                 None => s.refusals.stale_deletes += 1,
             }
@@ -322,11 +550,14 @@ impl SimQueue {
                 "total visibility would pass 12 hours since the receive",
             ));
         }
+        s.processed(seq, now);
         s.by_time.remove(&(old, seq));
         s.by_time.insert((new, seq));
+        s.leave_in_flight(seq, old);
         if let Some(m) = s.msgs.get_mut(&seq) {
             m.visible_at = new;
         }
+        s.enter_in_flight(seq, new, now);
         Ok(())
     }
 
@@ -511,5 +742,99 @@ mod tests {
         assert!(q.receive(10).is_empty());
         tokio::time::sleep(Duration::from_secs(900)).await;
         assert_eq!(q.receive(10).len(), 1);
+    }
+
+    fn body(account: &str) -> String {
+        format!(r#"{{"accountId":"{account}"}}"#)
+    }
+
+    fn accounts_of(rs: &[SqsMessage]) -> Vec<String> {
+        rs.iter()
+            .map(|r| {
+                let b = r.body.as_deref().unwrap_or_default();
+                group_of(b).map(|g| g.to_string()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// 40 of one group in flight (deferred), 20 more of it visible, then one
+    /// quiet message: a fair receive returns the quiet one first; a queue
+    /// that ignores the group (moto) returns the oldest.
+    #[tokio::test(start_paused = true)]
+    async fn a_fair_queue_serves_a_quiet_group_ahead_of_a_noisy_one() {
+        for fair in [true, false] {
+            let q = SimQueue::new(QueueCfg { fair, ..cfg() }, 1);
+            for _ in 0..60 {
+                q.send(body("noisy"), Attributes::new(), Duration::ZERO)
+                    .unwrap();
+            }
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                held.extend(q.receive(10));
+            }
+            for r in &held {
+                q.change_visibility(&handle(r), Duration::from_secs(600))
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            q.send(body("quiet"), Attributes::new(), Duration::ZERO)
+                .unwrap();
+            let got = accounts_of(&q.receive(10));
+            assert_eq!(got.len(), 10);
+            if fair {
+                assert_eq!(got[0], "quiet", "fair: the quiet group first");
+            } else {
+                assert!(got.iter().all(|a| a == "noisy"), "unfair: oldest first");
+            }
+        }
+    }
+
+    /// Under 30 in flight a group is not noisy: oldest first, fair or not.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_with_few_in_flight_is_not_noisy() {
+        let q = SimQueue::new(cfg(), 1);
+        for _ in 0..39 {
+            q.send(body("busy"), Attributes::new(), Duration::ZERO)
+                .unwrap();
+        }
+        let held: Vec<SqsMessage> = (0..2).flat_map(|_| q.receive(10)).collect();
+        assert_eq!(held.len(), 20);
+        q.send(body("quiet"), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let got = accounts_of(&q.receive(10));
+        assert!(got.iter().all(|a| a == "busy"), "{got:?}");
+        // Deleting and visibility running out both leave the count.
+        q.delete_batch(&held.iter().map(handle).collect::<Vec<_>>());
+        assert_eq!(q.lock().groups[0].in_flight, 10);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        q.receive(0);
+        assert_eq!(q.lock().total_in_flight, 0);
+        assert_eq!(q.lock().groups[0].in_flight, 0);
+    }
+
+    /// Few in flight but most of the recent processing time: noisy too,
+    /// until that time leaves the window.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_taking_most_processing_time_is_noisy_for_the_window() {
+        let q = SimQueue::new(cfg(), 1);
+        q.send(body("slow"), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let r = q.receive(10);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        q.delete_batch(&[handle(&r[0])]);
+        for _ in 0..5 {
+            q.send(body("slow"), Attributes::new(), Duration::ZERO)
+                .unwrap();
+        }
+        q.send(body("quiet"), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let got = accounts_of(&q.receive(2));
+        assert_eq!(got, ["quiet", "slow"]);
+        // Past the window the slow group is quiet again: oldest first.
+        tokio::time::sleep(PROCESSING_WINDOW).await;
+        q.send(body("quiet"), Attributes::new(), Duration::ZERO)
+            .unwrap();
+        let got = accounts_of(&q.receive(1));
+        assert_eq!(got, ["slow"]);
     }
 }

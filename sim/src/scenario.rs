@@ -114,6 +114,12 @@ pub struct QueueCfg {
     /// receiver at once (SQS's at-least-once delivery).
     pub duplicate_rate: f64,
     pub retention_s: u64,
+    /// SQS fair queues: every send carries `MessageGroupId = accountId`
+    /// (`shared::queue`), which makes a standard queue fair in AWS; a
+    /// receive then serves quiet groups ahead of noisy ones
+    /// (`crate::queue`'s module doc). `false` models a queue that ignores
+    /// the group, as the local SQS server (moto) does.
+    pub fair: bool,
 }
 
 impl Default for QueueCfg {
@@ -123,6 +129,7 @@ impl Default for QueueCfg {
             max_receive_count: 100,
             duplicate_rate: 0.0,
             retention_s: 14 * 24 * 3600,
+            fair: true,
         }
     }
 }

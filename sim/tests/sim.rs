@@ -223,9 +223,7 @@ fn a_backlog_past_twelve_hours_keeps_its_slots_and_uses_its_budget() {
 }
 
 /// A backlog at 600/min keeps every guarantee and uses its budget. (Its
-/// quiet neighbours' latency is bounded by the trigger's concurrency: at
-/// `MaximumConcurrency` 2, ten sends a second of 150 ms each, one account's
-/// in order, fill three quarters of it; see docs/scheduling.md.)
+/// quiet neighbours' latency: `a_fair_queue_keeps_quiet_accounts_ahead_of_a_backlog`.)
 #[test]
 fn a_fast_backlog_keeps_its_guarantees_and_budget() {
     let s = Scenario::parse(
@@ -239,6 +237,50 @@ fn a_fast_backlog_keeps_its_guarantees_and_budget() {
     assert_guarantees_hold(&r);
     let budget = r.budget_used_backlogged.unwrap_or(0.0);
     assert!(budget >= 0.98, "budget {budget}: {r:#?}");
+}
+
+/// Quiet accounts beside a 600/min backlog: on a fair queue (every message
+/// carries `MessageGroupId = accountId`, so SQS serves quiet groups first)
+/// their p99 stays within the issue's 2 s; on a queue that ignores the
+/// group they wait behind the backlog. The same scenario, the queue the
+/// only difference.
+#[test]
+fn a_fair_queue_keeps_quiet_accounts_ahead_of_a_backlog() {
+    let scenario = |fair: bool| {
+        Scenario::parse(&format!(
+            "name = \"fair-{fair}\"\nseed = 5\nduration_s = 300\ndrain_s = 600\n\
+             [limits]\nper_minute = 600\nburst = 10\n[queue]\nfair = {fair}\n\
+             [[traffic]]\nkind = \"burst\"\nprefix = \"noisy\"\naccounts = 1\nmessages = 2000\nover_s = 1.0\n\
+             [[traffic]]\nkind = \"steady\"\nprefix = \"quiet\"\naccounts = 20\nper_hour = 400\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let fair = run(&scenario(true));
+    let unfair = run(&scenario(false));
+    assert_guarantees_hold(&fair);
+    assert_guarantees_hold(&unfair);
+    let p99 = |r: &ScenarioReport| r.quiet_p99_s.unwrap_or(f64::INFINITY);
+    eprintln!(
+        "quiet p99: fair {} s, unfair {} s; budget fair {:?}, unfair {:?}",
+        p99(&fair),
+        p99(&unfair),
+        fair.budget_used_backlogged,
+        unfair.budget_used_backlogged
+    );
+    assert!(
+        p99(&fair) <= 2.0,
+        "fair: quiet p99 {} s: {fair:#?}",
+        p99(&fair)
+    );
+    assert!(
+        p99(&unfair) > 10.0,
+        "unfair: quiet p99 {} s (the backlog should hold them up)",
+        p99(&unfair)
+    );
+    assert!(
+        fair.budget_used_backlogged.unwrap_or(0.0) >= 0.98,
+        "{fair:#?}"
+    );
 }
 
 /// A 2-minute 5xx storm opens the upstream's circuit breaker. The real
@@ -285,12 +327,18 @@ fn a_breaker_probe_that_is_never_settled_is_caught() {
 /// account's sends, granted one second apart, arrived up to 50 ms closer
 /// (138 of 300 over the curve by a fraction of a token; 0 with no jitter,
 /// so the grants themselves keep it). The stack's stub allows 100 ms.
+///
+/// On a queue that ignores the group (as moto does): this is the limiter's
+/// property. On a fair queue both accounts are noisy and the one with fewer
+/// in flight goes first, so the 60/min account's deferred messages, back at
+/// their slots, wait behind the 600/min account's visible backlog: 0.90 of
+/// the budget (docs/scheduling.md, "What falls short").
 #[test]
 fn an_account_with_its_own_limit_keeps_its_own_curve() {
     let s = Scenario::parse(
         "name = \"own-limit\"\nseed = 6\nduration_s = 300\ndrain_s = 900\n\
          [limits]\nper_minute = 600\nburst = 10\n\
-         [[limits.accounts]]\naccount = \"vip_0\"\nper_minute = 60\nburst = 5\n[upstream]\njitter_ms = 0\n\
+         [[limits.accounts]]\naccount = \"vip_0\"\nper_minute = 60\nburst = 5\n[upstream]\njitter_ms = 0\n[queue]\nfair = false\n\
          [[traffic]]\nkind = \"burst\"\nprefix = \"vip\"\naccounts = 1\nmessages = 300\nover_s = 1.0\n\
          [[traffic]]\nkind = \"burst\"\nprefix = \"fast\"\naccounts = 1\nmessages = 600\nover_s = 1.0\n",
     )

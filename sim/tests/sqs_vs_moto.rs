@@ -395,6 +395,8 @@ impl ModelSide {
         let cfg = QueueCfg {
             visibility_timeout_s: VISIBILITY_S,
             max_receive_count: MAX_RECEIVE_COUNT,
+            // moto stores MessageGroupId and ignores it.
+            fair: false,
             ..QueueCfg::default()
         };
         Self {
