@@ -32,8 +32,8 @@
 mod harness;
 
 use anyhow::{Context, Result, ensure};
-use harness::{Faults, Msg, arrival_us, enqueue, is_2xx, messages, stub_records};
-use integration_tests::{eventually, now_us, unique_account};
+use harness::{Faults, Msg, arrival_us, each_sent, enqueue, is_2xx, messages, stub_records};
+use integration_tests::{now_us, unique_account};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -81,31 +81,9 @@ fn one_account_per_shard() -> Result<Vec<(String, String)>> {
     anyhow::bail!("200 accounts did not cover three shards: {by_shard:?}")
 }
 
-/// Waits until the stub took `n` 2xx sends of every account.
-async fn each_sent(
-    s: &integration_tests::Stack,
-    accounts: &[(String, String)],
-    n: usize,
-) -> Result<()> {
-    eventually(
-        &format!("every account past {n} sends"),
-        Duration::from_secs(120),
-        || async {
-            for (a, _) in accounts {
-                let sent = s
-                    .stub_requests(a)
-                    .await?
-                    .iter()
-                    .filter(|r| is_2xx(r))
-                    .count();
-                if sent < n {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await
+/// The accounts of `one_account_per_shard`, without their ports.
+fn names(accounts: &[(String, String)]) -> Vec<&str> {
+    accounts.iter().map(|(a, _)| a.as_str()).collect()
 }
 
 /// Every account's backlog in the queue at once: interleaved (in account
@@ -161,7 +139,7 @@ async fn a_primary_killed_mid_backlog_is_taken_over_without_a_duplicate_or_an_ov
     let msgs = interleaved(&accounts);
     let started = Instant::now();
     enqueue(s, &msgs, "high").await?;
-    each_sent(s, &accounts, SENT_BEFORE_KILL).await?;
+    each_sent(s, &names(&accounts), SENT_BEFORE_KILL).await?;
     cluster_sh(&["kill", &victim_port])?;
     let killed_us = now_us();
     let promoted_port = cluster_sh(&["takeover", &victim_port])?;
@@ -263,7 +241,7 @@ async fn a_slot_migrated_mid_backlog_is_followed_through_ask_without_a_duplicate
     let msgs = interleaved(&accounts);
     let started = Instant::now();
     enqueue(s, &msgs, "high").await?;
-    each_sent(s, &accounts, SENT_BEFORE_KILL).await?;
+    each_sent(s, &names(&accounts), SENT_BEFORE_KILL).await?;
 
     let bucket = format!("of:{{{moving}}}:bucket");
     let script = std::env::var("CLUSTER_SCRIPT").context("CLUSTER_SCRIPT")?;

@@ -24,8 +24,8 @@
 mod harness;
 
 use anyhow::{Context, Result, ensure};
-use harness::{Faults, Msg, arrival_us, enqueue, is_2xx, messages, stub_records};
-use integration_tests::{Stack, curve_violations, eventually, now_us, unique_account};
+use harness::{Faults, Msg, arrival_us, each_sent, enqueue, is_2xx, messages, stub_records};
+use integration_tests::{Stack, curve_violations, now_us, unique_account};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -166,25 +166,8 @@ async fn failover_to_a_replica_that_lost_a_second_of_writes() -> Result<()> {
     // `high`: may take the last token, so each account goes at its full rate.
     enqueue(s, &msgs, "high").await?;
 
-    eventually(
-        "every account past its burst",
-        Duration::from_secs(120),
-        || async {
-            for a in &accounts {
-                let sent = s
-                    .stub_requests(a)
-                    .await?
-                    .iter()
-                    .filter(|r| is_2xx(r))
-                    .count();
-                if sent < SENT_BEFORE_LAG {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await?;
+    let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    each_sent(s, &names, SENT_BEFORE_LAG).await?;
     failover_sh("lag")?;
     let lag_us = now_us();
     tokio::time::sleep(LAG).await;

@@ -226,6 +226,31 @@ pub fn is_2xx(r: &Value) -> bool {
         .is_some_and(|s| (200..300).contains(&s))
 }
 
+/// Waits (up to 120 s) until the stub took `n` 2xx sends of every account.
+/// (The failover cases use it; tests/faults does not.)
+#[allow(dead_code)]
+pub async fn each_sent(s: &Stack, accounts: &[&str], n: usize) -> Result<()> {
+    eventually(
+        &format!("every account past {n} sends"),
+        Duration::from_secs(120),
+        || async {
+            for a in accounts {
+                let sent = s
+                    .stub_requests(a)
+                    .await?
+                    .iter()
+                    .filter(|r| is_2xx(r))
+                    .count();
+                if sent < n {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await
+}
+
 pub fn arrival_us(r: &Value) -> u64 {
     r["receivedAtUs"].as_u64().unwrap_or(0)
 }
