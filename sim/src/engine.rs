@@ -24,7 +24,7 @@ use shared::message::{
     AccountId, Content, MediaUrls, MessageId, NewMessage, QueueMessage, RecipientId,
 };
 use shared::telemetry::Metrics;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,13 +131,24 @@ async fn simulate(s: &Scenario) -> anyhow::Result<Run> {
     });
 
     let bodies = bodies(&workload, clock)?;
-    let arrivals: Vec<u64> = workload.arrivals.iter().map(|a| a.at_us).collect();
+    let arrivals: Vec<(u64, Option<u32>)> = workload
+        .arrivals
+        .iter()
+        .map(|a| (a.at_us, a.batch))
+        .collect();
     let producer = {
         let queue = queue.clone();
         tokio::spawn(async move {
-            for (at_us, (body, attrs)) in arrivals.into_iter().zip(bodies) {
+            // Entries so far per campaign source: every tenth starts a request.
+            let mut batched: HashMap<u32, usize> = HashMap::new();
+            for ((at_us, batch), (body, attrs)) in arrivals.into_iter().zip(bodies) {
                 tokio::time::sleep_until(start + Duration::from_micros(at_us)).await;
-                if let Err(e) = queue.send(body, attrs, Duration::ZERO) {
+                let first = batch.is_none_or(|source| {
+                    let n = batched.entry(source).or_default();
+                    *n += 1;
+                    (*n - 1).is_multiple_of(shared::queue::BATCH_MAX)
+                });
+                if let Err(e) = queue.send_entry(body, attrs, Duration::ZERO, first) {
                     return Err(anyhow::anyhow!("the producer's send failed: {e}"));
                 }
             }
@@ -309,24 +320,34 @@ async fn poller(
 ) {
     let mut n = 0u64;
     loop {
-        let mut records = queue.receive(batch_size);
+        // One `ReceiveMessage` long-polling up to 20 s: a message that
+        // becomes visible meanwhile is its answer; only an expired wait
+        // ends it empty (and the next poll is a new request).
+        let mut records = queue.take_visible(batch_size);
+        let until = Instant::now() + LONG_POLL;
+        while records.is_empty() {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            let left = until - now;
+            let wait = queue
+                .next_visible()
+                .map_or(left, |t| t.saturating_duration_since(now).min(left))
+                .max(Duration::from_millis(10));
+            let _ = tokio::time::timeout(wait, queue.notify().notified()).await;
+            records = queue.take_visible(batch_size);
+        }
+        queue.count_receive(records.is_empty());
+        if records.is_empty() {
+            continue;
+        }
         // The batching window: a short batch waits for more, then is topped
         // up by one more receive.
-        if !records.is_empty() && records.len() < batch_size && !window.is_zero() {
+        if records.len() < batch_size && !window.is_zero() {
             tokio::time::sleep(window).await;
             let more = queue.receive(batch_size - records.len());
             records.extend(more);
-        }
-        if records.is_empty() {
-            let now = Instant::now();
-            let wait = queue
-                .next_visible()
-                .map_or(LONG_POLL, |t| {
-                    t.saturating_duration_since(now).min(LONG_POLL)
-                })
-                .max(Duration::from_millis(10));
-            let _ = tokio::time::timeout(wait, queue.notify().notified()).await;
-            continue;
         }
         n += 1;
         let id = format!("sim-{slot}-{n}");

@@ -407,8 +407,22 @@ impl SimQueue {
 
     /// `SendMessage`.
     pub fn send(&self, body: String, attrs: Attributes, delay: Duration) -> Result<(), QueueError> {
+        self.send_entry(body, attrs, delay, true)
+    }
+
+    /// One message of a `SendMessageBatch`: `first` counts the request
+    /// (one for up to ten entries).
+    pub fn send_entry(
+        &self,
+        body: String,
+        attrs: Attributes,
+        delay: Duration,
+        first: bool,
+    ) -> Result<(), QueueError> {
         let mut s = self.lock();
-        s.requests.send += 1;
+        if first {
+            s.requests.send += 1;
+        }
         if delay > Duration::from_secs(MAX_DELAY_S) {
             s.refusals.send_refused += 1;
             return Err(refused("SendMessage", "DelaySeconds must be 0-900"));
@@ -444,10 +458,32 @@ impl SimQueue {
 
     /// `ReceiveMessage` of up to `max` visible messages, oldest visible
     /// first (with fair queues: quiet groups' first).
+    /// One request, counted (and counted empty if nothing came).
     pub fn receive(&self, max: usize) -> Vec<SqsMessage> {
-        let now = Instant::now();
+        let out = self.take_visible(max);
+        self.count_receive(out.is_empty());
+        out
+    }
+
+    /// Counts one `ReceiveMessage` request (billed whether or not it
+    /// returned messages).
+    pub fn count_receive(&self, empty: bool) {
         let mut s = self.lock();
         s.requests.receive += 1;
+        if empty {
+            s.requests.receive_empty += 1;
+        }
+    }
+
+    /// What a `ReceiveMessage` request returns now, without counting the
+    /// request: a long poll asks this again each time a message may have
+    /// become visible, and is still one request
+    /// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html>:
+    /// it returns as soon as a message is available, or empty when the wait
+    /// time expires). [`receive`](Self::receive) counts one.
+    pub fn take_visible(&self, max: usize) -> Vec<SqsMessage> {
+        let now = Instant::now();
+        let mut s = self.lock();
         // Counting is only needed once the queue could hold that many.
         let in_flight = if s.msgs.len() >= MAX_IN_FLIGHT {
             s.msgs
@@ -492,9 +528,6 @@ impl SimQueue {
                 }
             }
         }
-        if out.is_empty() {
-            s.requests.receive_empty += 1;
-        }
         out
     }
 
@@ -521,9 +554,25 @@ impl SimQueue {
 
     /// `ChangeMessageVisibility`.
     pub fn change_visibility(&self, handle: &str, wait: Duration) -> Result<(), QueueError> {
+        self.lock().requests.change_visibility += 1;
+        self.set_visibility(handle, wait)
+    }
+
+    /// `ChangeMessageVisibilityBatch` (one request, up to ten entries, each
+    /// succeeding or failing on its own as `ChangeMessageVisibility` would):
+    /// how many failed.
+    pub fn change_visibility_batch(&self, entries: &[(String, Duration)]) -> usize {
+        self.lock().requests.change_visibility += 1;
+        entries
+            .iter()
+            .filter(|(h, w)| self.set_visibility(h, *w).is_err())
+            .count()
+    }
+
+    /// One entry's visibility change, not counted as a request.
+    fn set_visibility(&self, handle: &str, wait: Duration) -> Result<(), QueueError> {
         let now = Instant::now();
         let mut s = self.lock();
-        s.requests.change_visibility += 1;
         let op = "ChangeMessageVisibility";
         let secs = wait.as_secs();
         let found = parse_handle(handle).and_then(|(seq, r)| {
@@ -642,8 +691,8 @@ fn to_record(seq: u64, m: &Msg) -> SqsMessage {
 }
 
 impl Redeliver for SimQueue {
-    async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
-        self.change_visibility(receipt_handle, wait)
+    async fn defer_batch(&self, entries: &[(String, Duration)]) -> Result<usize, QueueError> {
+        Ok(self.change_visibility_batch(entries))
     }
 
     async fn dead_letter(

@@ -298,6 +298,10 @@ pub enum Traffic {
         over_s: f64,
         #[serde(default)]
         priority: Priority,
+        /// Enqueued as `POST /v1/campaigns` enqueues: `SendMessageBatch`,
+        /// ten messages to a request (consecutive messages of this source).
+        #[serde(default)]
+        campaign: bool,
     },
 }
 

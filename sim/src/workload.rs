@@ -16,6 +16,9 @@ pub struct Arrival {
     /// Index into [`Workload::accounts`].
     pub account: u32,
     pub priority: Priority,
+    /// The traffic source whose messages are enqueued ten to a
+    /// `SendMessageBatch` (a campaign); `None`: one `SendMessage` each.
+    pub batch: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -30,7 +33,7 @@ impl Workload {
     pub fn generate(s: &Scenario, rng: &mut fastrand::Rng) -> Self {
         let mut w = Workload::default();
         let horizon_us = s.duration_s * 1_000_000;
-        for t in &s.traffic {
+        for (source, t) in s.traffic.iter().enumerate() {
             match t {
                 Traffic::Steady {
                     prefix,
@@ -55,6 +58,7 @@ impl Workload {
                             at_us: t as u64,
                             account: ids[k],
                             priority: *priority,
+                            batch: None,
                         });
                     }
                 }
@@ -65,7 +69,9 @@ impl Workload {
                     at_s,
                     over_s,
                     priority,
+                    campaign,
                 } => {
+                    let batch = campaign.then_some(source as u32);
                     let ids = w.add_accounts(prefix, *accounts);
                     for &account in &ids {
                         for _ in 0..*messages {
@@ -74,6 +80,7 @@ impl Workload {
                                 at_us: (t * 1e6) as u64,
                                 account,
                                 priority: *priority,
+                                batch,
                             });
                         }
                     }

@@ -348,3 +348,38 @@ fn an_account_with_its_own_limit_keeps_its_own_curve() {
     let budget = r.budget_used_backlogged.unwrap_or(0.0);
     assert!(budget >= 0.98, "budget {budget}: {r:#?}");
 }
+
+/// The request counts follow SQS's billing: a campaign's messages go ten to
+/// a `SendMessageBatch`, a long poll that waits for a message is one
+/// `ReceiveMessage`, and a batch's deferrals one `ChangeMessageVisibilityBatch`.
+#[test]
+fn sqs_requests_are_counted_as_sqs_bills_them() {
+    let text = |campaign: bool| {
+        format!(
+            "name = \"requests\"\nseed = 5\nduration_s = 60\ndrain_s = 600\n\
+             [limits]\nper_minute = 60\nburst = 10\n\
+             [lambda]\nbatching_window_s = 0\n\
+             [[traffic]]\nkind = \"burst\"\nprefix = \"camp\"\naccounts = 1\nmessages = 100\n\
+             campaign = {campaign}\n"
+        )
+    };
+    let parse = |t: String| Scenario::parse(&t).unwrap_or_else(|e| panic!("{e}"));
+    let single = run(&parse(text(false)));
+    let campaign = run(&parse(text(true)));
+    for r in [&single, &campaign] {
+        assert_guarantees_hold(r);
+    }
+    assert_eq!(single.detail.sqs_sends, 100);
+    assert_eq!(campaign.detail.sqs_sends, 10, "ten SendMessageBatch of ten");
+    // 90 of the 100 wait for their slots; each received batch's deferrals
+    // are one request, not one each.
+    let d = &campaign.detail;
+    assert!(d.sqs_visibility_changes > 0, "{d:#?}");
+    assert!(d.sqs_visibility_changes <= 10, "{d:#?}");
+    // Without a batching window every receive that returned records started
+    // an invocation, and a 20 s long poll that ends with a message is the
+    // same request: no receive came back empty while messages were due at
+    // least every second.
+    assert_eq!(d.sqs_empty_receives, 0, "{d:#?}");
+    assert_eq!(d.sqs_receives, d.invocations, "{d:#?}");
+}
