@@ -8,7 +8,10 @@
 
 use crate::message::QueueMessage;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -158,12 +161,14 @@ pub trait QueueInfo: Send + Sync {
 
 /// What the consumer does to SQS messages besides the trigger's deletes.
 pub trait Redeliver: Send + Sync {
-    /// Hides a received message for `wait` (capped at 12 h): it comes back then.
-    fn defer(
+    /// Hides received messages, each `(receipt handle, wait)` for its wait
+    /// (capped at 12 h): they come back then. One request for up to
+    /// [`BATCH_MAX`] entries; `Ok` holds how many entries SQS refused (those
+    /// keep the visibility they had: later, not lost).
+    fn defer_batch(
         &self,
-        receipt_handle: &str,
-        wait: Duration,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+        entries: &[(String, Duration)],
+    ) -> impl Future<Output = Result<usize, QueueError>> + Send;
     /// Sends a body to the DLQ with the reason as an attribute.
     fn dead_letter(
         &self,
@@ -449,18 +454,33 @@ impl QueueInfo for SqsQueue {
 }
 
 impl Redeliver for SqsQueue {
-    /// Hides a received message for `wait` (capped at 12 h): a deferral.
-    async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
-        let secs = wait.min(MAX_VISIBILITY).as_secs() as i32;
-        self.client
-            .change_message_visibility()
+    /// `ChangeMessageVisibilityBatch`: deferrals, up to ten at a time
+    /// (authorized by `sqs:ChangeMessageVisibility`, as the single call).
+    async fn defer_batch(&self, entries: &[(String, Duration)]) -> Result<usize, QueueError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let entries = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (receipt_handle, wait))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt_handle)
+                    .visibility_timeout((*wait).min(MAX_VISIBILITY).as_secs() as i32)
+                    .build()
+                    .map_err(sqs_err("ChangeMessageVisibilityBatch"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
             .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(secs)
+            .set_entries(Some(entries))
             .send()
             .await
-            .map_err(sqs_err("ChangeMessageVisibility"))?;
-        Ok(())
+            .map_err(sqs_err("ChangeMessageVisibilityBatch"))?;
+        Ok(out.failed().len())
     }
 
     /// Sends a body to the DLQ with the reason as a message attribute.

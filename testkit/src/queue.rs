@@ -33,6 +33,8 @@ pub struct MemQueue {
     pub batch_calls: AtomicU64,
     /// What `stats` answers.
     pub stats: Mutex<QueueStats>,
+    /// `ChangeMessageVisibilityBatch` calls made.
+    pub defer_batches: AtomicU64,
     /// Visibility changes: receipt handle, wait.
     pub deferred: Mutex<Vec<(String, Duration)>>,
     /// Dead-lettered bodies and their reasons.
@@ -134,10 +136,11 @@ impl QueueInfo for MemQueue {
 }
 
 impl Redeliver for MemQueue {
-    async fn defer(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
-        self.check("ChangeMessageVisibility")?;
-        lock(&self.deferred).push((receipt_handle.to_owned(), wait));
-        Ok(())
+    async fn defer_batch(&self, entries: &[(String, Duration)]) -> Result<usize, QueueError> {
+        self.check("ChangeMessageVisibilityBatch")?;
+        self.defer_batches.fetch_add(1, Ordering::SeqCst);
+        lock(&self.deferred).extend(entries.iter().cloned());
+        Ok(0)
     }
 
     async fn dead_letter(

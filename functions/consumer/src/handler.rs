@@ -5,7 +5,7 @@
 //! as `Done` (the trigger deletes it) or `Retry` (named in
 //! `batchItemFailures`, so the trigger leaves it for its visibility to end).
 
-use crate::process::{Deps, Disposition, Envelope};
+use crate::process::{Deps, Disposition, Envelope, Hides};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use shared::delivery::Upstream;
@@ -76,6 +76,8 @@ where
     for (i, r) in event.records.iter().enumerate() {
         groups.entry(group_key(r, i)).or_default().push(r);
     }
+    let hides = Hides::default();
+    let hides = &hides;
     let results = join_all(groups.into_values().map(|records| async move {
         let mut out = Vec::with_capacity(records.len());
         for r in records {
@@ -91,7 +93,7 @@ where
                 out.push((r.message_id.clone(), Disposition::Retry));
                 continue;
             }
-            let env = Envelope::from_record(r, invocation_id, deadline);
+            let env = Envelope::from_record(r, invocation_id, deadline, hides);
             let owner = format!("{invocation_id}:{}", env.sqs_id);
             let d = deps.process(env, &owner).await;
             out.push((r.message_id.clone(), d));
@@ -99,6 +101,7 @@ where
         out
     }))
     .await;
+    deps.flush_hides(hides).await;
 
     let mut response = SqsBatchResponse::default();
     for (id, d) in results.into_iter().flatten() {

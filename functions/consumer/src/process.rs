@@ -134,10 +134,49 @@ pub struct Envelope<'a> {
     pub attributes: Attributes,
     /// When the invocation must be finished by.
     pub deadline: Instant,
+    /// Where the record's deferral goes, sent with the batch's others.
+    pub hides: &'a Hides,
+}
+
+/// The visibility changes an invocation's records ask for, sent together
+/// when they are all done ([`Deps::flush_hides`]): one
+/// `ChangeMessageVisibilityBatch` for up to ten records instead of a call
+/// each. Each entry keeps the moment its record is to come back, so the
+/// time the invocation goes on after the decision is not added to the wait.
+/// A record whose change never goes out (the invocation crashed or timed
+/// out first, or SQS refused it) comes back when the queue's visibility
+/// timeout ends: later, not lost, and a slot it holds is kept in Redis.
+#[derive(Debug, Default)]
+pub struct Hides(std::sync::Mutex<Vec<(String, Instant)>>);
+
+impl Hides {
+    fn push(&self, receipt_handle: &str, wait: Duration) {
+        let until = Instant::now() + wait;
+        self.lock().push((receipt_handle.to_owned(), until));
+    }
+
+    /// The entries so far, each with the visibility it needs now
+    /// ([`policy::visibility`]).
+    pub fn take(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        std::mem::take(&mut *self.lock())
+            .into_iter()
+            .map(|(rh, until)| (rh, policy::visibility(until.saturating_duration_since(now))))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl<'a> Envelope<'a> {
-    pub fn from_record(record: &'a SqsMessage, request_id: &'a str, deadline: Instant) -> Self {
+    pub fn from_record(
+        record: &'a SqsMessage,
+        request_id: &'a str,
+        deadline: Instant,
+        hides: &'a Hides,
+    ) -> Self {
         Self {
             request_id,
             sqs_id: record.message_id.as_deref().unwrap_or(""),
@@ -150,6 +189,7 @@ impl<'a> Envelope<'a> {
                 .unwrap_or(1),
             attributes: sdk_attributes(record),
             deadline,
+            hides,
         }
     }
 
@@ -744,16 +784,34 @@ where
         self.defer_only(env, policy::UNAVAILABLE_DEFER).await
     }
 
-    /// Hides the record for `wait` ([`policy::visibility`]) and leaves it to
-    /// come back.
+    /// Hides the record for `wait` (with the batch's others, [`Hides`]) and
+    /// leaves it to come back.
     async fn defer_only(&self, env: &Envelope<'_>, wait: Duration) -> Disposition {
-        if let Some(rh) = env.receipt_handle
-            && let Err(e) = self.queue.defer(rh, policy::visibility(wait)).await
-        {
-            // The queue's visibility timeout applies instead: later, not lost.
-            warn!(error = %e, "could not change the visibility");
+        if let Some(rh) = env.receipt_handle {
+            env.hides.push(rh, wait);
         }
         Disposition::Retry
+    }
+
+    /// Sends the batch's visibility changes, ten to a request.
+    pub async fn flush_hides(&self, hides: &Hides) {
+        let entries = hides.take();
+        for chunk in entries.chunks(shared::queue::BATCH_MAX) {
+            match self.queue.defer_batch(chunk).await {
+                Ok(0) => {}
+                // The queue's visibility timeout applies instead: later, not lost.
+                Ok(refused) => warn!(
+                    refused,
+                    entries = chunk.len(),
+                    "SQS refused some visibility changes"
+                ),
+                Err(e) => warn!(
+                    error = %e,
+                    entries = chunk.len(),
+                    "could not change the visibilities"
+                ),
+            }
+        }
     }
 
     /// The one way a status moves: a missing record is recreated from the

@@ -512,3 +512,76 @@ async fn the_claim_is_released_on_every_path() {
     assert!(d.breaker.is_open());
     assert_eq!(d.store.claims_held(), 0);
 }
+
+#[tokio::test]
+async fn a_batch_s_deferrals_go_out_ten_to_a_request() {
+    let d = deps();
+    let records: Vec<_> = (0..12)
+        .map(|i| {
+            d.limiter.then(Decision::Throttled {
+                wait: Duration::from_millis(4200),
+                tokens: 0.0,
+            });
+            record(&format!("s{i}"), &body(MessageId::new()), 1)
+        })
+        .collect();
+    assert_eq!(run(&d, records).await.len(), 12, "all twelve wait");
+    let deferred = d.queue.deferred.lock().unwrap().clone();
+    assert_eq!(deferred.len(), 12);
+    assert!(
+        deferred.iter().all(|(_, w)| *w == Duration::from_secs(5)),
+        "{deferred:?}"
+    );
+    assert_eq!(
+        d.queue.defer_batches.load(Ordering::SeqCst),
+        2,
+        "one ChangeMessageVisibilityBatch per ten records"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
+    let mut d = deps();
+    d.settings.in_process_wait = Duration::from_millis(1500);
+    // The first record is hidden for 4.2 s; the second (same account, so
+    // after it) waits a second in process, then goes: the batch's
+    // visibility changes go out a second after the first decision.
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_millis(4200),
+        tokens: 0.0,
+    });
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_secs(1),
+        tokens: 0.0,
+    });
+    let (a, b) = (MessageId::new(), MessageId::new());
+    let failures = run(&d, vec![record("a", &body(a), 1), record("b", &body(b), 1)]).await;
+    assert_eq!(failures, vec!["a"]);
+    assert_eq!(status(&d, b).await.status, Status::Sent);
+    assert_eq!(
+        d.queue.deferred.lock().unwrap().clone(),
+        vec![("rh-a".to_string(), Duration::from_secs(4))],
+        "3.2 s left when the batch ends, rounded up: back at 4.2 s or just after, not at 5 s + 1 s"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_visibility_change_loses_nothing() {
+    let d = deps();
+    d.limiter.then(Decision::Throttled {
+        wait: Duration::from_millis(4200),
+        tokens: 0.0,
+    });
+    d.queue.fail.store(true, Ordering::SeqCst);
+    let id = MessageId::new();
+    // The record is still reported as a failure: the queue's visibility
+    // timeout brings it back (later, not lost), and its slot is kept.
+    assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
+    let r = status(&d, id).await;
+    assert_eq!(r.status, Status::Deferred);
+    assert!(
+        r.slot_at.is_some(),
+        "the slot is kept for when it comes back"
+    );
+    assert!(d.upstream.calls.lock().unwrap().is_empty());
+}
