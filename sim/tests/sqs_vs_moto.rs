@@ -22,7 +22,9 @@
 //! `AWS_ENDPOINT_URL_SQS=http://127.0.0.1:9610`).
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 use shared::queue::Attributes;
 use sim::queue::{Counts, DeadCause, SimQueue};
 use sim::scenario::QueueCfg;
@@ -46,14 +48,16 @@ enum Q {
     StaleChange,
     NotInFlight,
     TotalFromReceive,
+    BatchChange,
 }
 
-const QUEUES: [Q; 5] = [
+const QUEUES: [Q; 6] = [
     Q::Main,
     Q::StaleDelete,
     Q::StaleChange,
     Q::NotInFlight,
     Q::TotalFromReceive,
+    Q::BatchChange,
 ];
 
 /// Which receipt handle of a message: the newest, or the one of its n-th
@@ -80,6 +84,10 @@ enum Op {
         body: &'static str,
         handle: Handle,
     },
+    /// `ChangeMessageVisibilityBatch` with each body's newest handle.
+    ChangeBatch {
+        entries: &'static [(&'static str, i32)],
+    },
     Counts,
     /// The bodies SQS's redrive moved to the DLQ.
     Dlq,
@@ -89,6 +97,8 @@ enum Op {
 enum Answer {
     Accepted,
     Refused,
+    /// A batch request's entries that failed.
+    BatchFailed(usize),
     /// Body → `ApproximateReceiveCount`.
     Received(BTreeMap<String, u32>),
     Counts(Counts),
@@ -356,6 +366,47 @@ fn trace() -> Vec<Step> {
             Answer::Refused,
             Answer::Accepted,
         ),
+        // --- ChangeMessageVisibilityBatch: each entry on its own ---
+        s(
+            7100,
+            Q::BatchChange,
+            Send {
+                body: "p",
+                delay_s: 0,
+            },
+        ),
+        s(
+            7150,
+            Q::BatchChange,
+            Send {
+                body: "q",
+                delay_s: 0,
+            },
+        ),
+        s(
+            7175,
+            Q::BatchChange,
+            Send {
+                body: "r",
+                delay_s: 0,
+            },
+        ),
+        // p, q, r: first receive, hidden until 9.2
+        s(7200, Q::BatchChange, Receive),
+        // p visible at once, q hidden until 12.3; r's 43,201 s is out of
+        // range: that entry fails, the others are done.
+        s(
+            7300,
+            Q::BatchChange,
+            ChangeBatch {
+                entries: &[("p", 0), ("q", 5), ("r", 43_201)],
+            },
+        ),
+        // p: its second receive; q and r still hidden.
+        s(7400, Q::BatchChange, Receive),
+        s(7500, Q::BatchChange, Counts),
+        // r back at 9.2 (the queue's 2 s, untouched by the failed entry); q not yet.
+        s(9700, Q::BatchChange, Receive),
         // --- the 12-hour total, counted from the receive ---
         s(
             1000,
@@ -449,6 +500,18 @@ impl ModelSide {
                         .change_visibility(&self.handle(q, body, handle), wait)
                         .is_ok(),
                 )
+            }
+            Op::ChangeBatch { entries } => {
+                let entries: Vec<(String, Duration)> = entries
+                    .iter()
+                    .map(|(body, secs)| {
+                        (
+                            self.handle(q, body, Handle::Latest),
+                            Duration::from_secs(u64::try_from(*secs).unwrap_or(u64::MAX)),
+                        )
+                    })
+                    .collect();
+                Answer::BatchFailed(queue.change_visibility_batch(&entries))
             }
             Op::Delete { body, handle } => {
                 // DeleteMessage answers success even for an older handle
@@ -646,6 +709,31 @@ impl MotoSide {
                     .await
                     .is_ok(),
             ),
+            Op::ChangeBatch { entries } => {
+                let entries = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (body, secs))| {
+                        ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(self.handle(q, body, Handle::Latest))
+                            .visibility_timeout(*secs)
+                            .build()
+                            .unwrap_or_else(|e| panic!("entry: {e}"))
+                    })
+                    .collect::<Vec<_>>();
+                match self
+                    .sqs
+                    .change_message_visibility_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => Answer::BatchFailed(out.failed().len()),
+                    Err(_) => Answer::Refused,
+                }
+            }
             Op::Delete { body, handle } => accepted(
                 self.sqs
                     .delete_message()
