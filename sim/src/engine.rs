@@ -35,6 +35,8 @@ use tokio::time::Instant;
 pub const WALL_START: time::OffsetDateTime = time::macros::datetime!(2026-12-01 00:00 UTC);
 /// How long an empty receive waits for a message (SQS long polling's most).
 const LONG_POLL: Duration = Duration::from_secs(20);
+/// Most messages one `ReceiveMessage` returns.
+const RECEIVE_MAX: usize = 10;
 /// How often the end of the drain is looked for.
 const DRAIN_CHECK: Duration = Duration::from_secs(5);
 
@@ -323,7 +325,9 @@ async fn poller(
         // One `ReceiveMessage` long-polling up to 20 s: a message that
         // becomes visible meanwhile is its answer; only an expired wait
         // ends it empty (and the next poll is a new request).
-        let mut records = queue.take_visible(batch_size);
+        // One ReceiveMessage returns at most 10.
+        let per_request = batch_size.min(RECEIVE_MAX);
+        let mut records = queue.take_visible(per_request);
         let until = Instant::now() + LONG_POLL;
         while records.is_empty() {
             let now = Instant::now();
@@ -336,18 +340,26 @@ async fn poller(
                 .map_or(left, |t| t.saturating_duration_since(now).min(left))
                 .max(Duration::from_millis(10));
             let _ = tokio::time::timeout(wait, queue.notify().notified()).await;
-            records = queue.take_visible(batch_size);
+            records = queue.take_visible(per_request);
         }
         queue.count_receive(records.is_empty());
         if records.is_empty() {
             continue;
         }
         // The batching window: a short batch waits for more, then is topped
-        // up by one more receive.
+        // up by receives of up to 10 until it is full or the queue has no
+        // more (a batch of more than 10 needs a window, as in Lambda).
         if records.len() < batch_size && !window.is_zero() {
             tokio::time::sleep(window).await;
-            let more = queue.receive(batch_size - records.len());
-            records.extend(more);
+            loop {
+                let want = (batch_size - records.len()).min(RECEIVE_MAX);
+                let more = queue.receive(want);
+                let got = more.len();
+                records.extend(more);
+                if got < want || records.len() >= batch_size {
+                    break;
+                }
+            }
         }
         n += 1;
         let id = format!("sim-{slot}-{n}");

@@ -365,8 +365,11 @@ impl Scenario {
         if !(2..=1000).contains(&f.max_concurrency) {
             return bad("lambda.max_concurrency must be 2-1000 (SQS event source limits)");
         }
-        if !(1..=10).contains(&f.batch_size) {
-            return bad("lambda.batch_size must be 1-10 (a standard queue's batch)");
+        if !(1..=10_000).contains(&f.batch_size) || (f.batch_size > 10 && f.batching_window_s == 0)
+        {
+            return bad(
+                "lambda.batch_size must be 1-10, or up to 10,000 with a batching window of at least 1 s (Lambda's limits for a standard queue)",
+            );
         }
         if f.batching_window_s > 300 {
             return bad("lambda.batching_window_s must be 0-300 (Lambda's limit)");

@@ -121,7 +121,8 @@ fn a_bad_scenario_file_is_an_error_not_a_panic() {
         String::new(),
         base.to_owned(),
         format!("{base}[queue]\nvisibility_timeout_s = 43201\n{steady}"),
-        format!("{base}[lambda]\nbatch_size = 11\n{steady}"),
+        format!("{base}[lambda]\nbatch_size = 11\nbatching_window_s = 0\n{steady}"),
+        format!("{base}[lambda]\nbatch_size = 10001\n{steady}"),
         format!("{base}[limits]\nper_minute = 0\n{steady}"),
         format!(
             "{base}{}",
@@ -136,6 +137,8 @@ fn a_bad_scenario_file_is_an_error_not_a_panic() {
         assert!(Scenario::parse(&bad).is_err(), "accepted:\n{bad}");
     }
     assert!(Scenario::parse(&format!("{base}{steady}")).is_ok());
+    // Lambda takes batches past 10 from a standard queue with a window.
+    assert!(Scenario::parse(&format!("{base}[lambda]\nbatch_size = 100\n{steady}")).is_ok());
 }
 
 /// Redis unreachable: nothing goes without a token, nothing is lost. A
@@ -382,4 +385,19 @@ fn sqs_requests_are_counted_as_sqs_bills_them() {
     // least every second.
     assert_eq!(d.sqs_empty_receives, 0, "{d:#?}");
     assert_eq!(d.sqs_receives, d.invocations, "{d:#?}");
+}
+
+/// A batch past 10 records is gathered over the batching window by
+/// receives of up to 10 each, as Lambda's poller does for a standard queue.
+#[test]
+fn a_batch_of_fifty_is_five_receives_and_one_invocation() {
+    let text = "name = \"big-batches\"\nseed = 5\nduration_s = 60\ndrain_s = 600\n\
+                [lambda]\nbatch_size = 50\nbatching_window_s = 1\n\
+                [[traffic]]\nkind = \"burst\"\nprefix = \"one\"\naccounts = 100\nmessages = 1\n";
+    let r = run(&Scenario::parse(text).unwrap_or_else(|e| panic!("{e}")));
+    assert_guarantees_hold(&r);
+    let d = &r.detail;
+    assert_eq!(d.sent, 100, "{d:#?}");
+    assert_eq!(d.invocations, 2, "two batches of 50: {d:#?}");
+    assert_eq!(d.sqs_receives - d.sqs_empty_receives, 10, "{d:#?}");
 }
