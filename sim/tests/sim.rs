@@ -331,25 +331,34 @@ fn a_breaker_probe_that_is_never_settled_is_caught() {
 /// (138 of 300 over the curve by a fraction of a token; 0 with no jitter,
 /// so the grants themselves keep it). The stack's stub allows 100 ms.
 ///
-/// On a queue that ignores the group (as moto does): this is the limiter's
-/// property. On a fair queue both accounts are noisy and the one with fewer
-/// in flight goes first, so the 60/min account's deferred messages, back at
-/// their slots, wait behind the 600/min account's visible backlog: 0.90 of
-/// the budget (docs/scheduling.md, "What falls short").
+/// On a queue that ignores the group (as moto does), with the template's
+/// default of 2 concurrent invocations: this is the limiter's property. On a
+/// fair queue the 60/min account's deferred messages make it the noisy
+/// group (its hidden backlog is in flight), so they wait, back at their
+/// slots, behind the 600/min account's visible backlog while its in-process
+/// waits hold both invocations: 0.90 of the budget, 39 s late at worst. With
+/// the production profile's 20 (samconfig.toml) the invocations are not all
+/// held, and the fair queue keeps the budget too (docs/scheduling.md).
 #[test]
 fn an_account_with_its_own_limit_keeps_its_own_curve() {
-    let s = Scenario::parse(
-        "name = \"own-limit\"\nseed = 6\nduration_s = 300\ndrain_s = 900\n\
-         [limits]\nper_minute = 600\nburst = 10\n\
-         [[limits.accounts]]\naccount = \"vip_0\"\nper_minute = 60\nburst = 5\n[upstream]\njitter_ms = 0\n[queue]\nfair = false\n\
-         [[traffic]]\nkind = \"burst\"\nprefix = \"vip\"\naccounts = 1\nmessages = 300\nover_s = 1.0\n\
-         [[traffic]]\nkind = \"burst\"\nprefix = \"fast\"\naccounts = 1\nmessages = 600\nover_s = 1.0\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let r = run(&s);
-    assert_guarantees_hold(&r);
-    let budget = r.budget_used_backlogged.unwrap_or(0.0);
-    assert!(budget >= 0.98, "budget {budget}: {r:#?}");
+    let text = |queue: &str| {
+        format!(
+            "name = \"own-limit\"\nseed = 6\nduration_s = 300\ndrain_s = 900\n\
+             [limits]\nper_minute = 600\nburst = 10\n\
+             [[limits.accounts]]\naccount = \"vip_0\"\nper_minute = 60\nburst = 5\n[upstream]\njitter_ms = 0\n{queue}\n\
+             [[traffic]]\nkind = \"burst\"\nprefix = \"vip\"\naccounts = 1\nmessages = 300\nover_s = 1.0\n\
+             [[traffic]]\nkind = \"burst\"\nprefix = \"fast\"\naccounts = 1\nmessages = 600\nover_s = 1.0\n"
+        )
+    };
+    for queue in [
+        "[queue]\nfair = false",
+        "[queue]\nfair = true\n[lambda]\nmax_concurrency = 20",
+    ] {
+        let r = run(&Scenario::parse(&text(queue)).unwrap_or_else(|e| panic!("{e}")));
+        assert_guarantees_hold(&r);
+        let budget = r.budget_used_backlogged.unwrap_or(0.0);
+        assert!(budget >= 0.98, "{queue}: budget {budget}: {r:#?}");
+    }
 }
 
 /// The request counts follow SQS's billing: a campaign's messages go ten to
