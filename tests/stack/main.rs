@@ -7,4 +7,5 @@ mod cancel;
 mod consumer;
 mod limits;
 mod producer;
+mod scale;
 mod stack_e2e;
