@@ -65,10 +65,7 @@ async fn an_unknown_schema_version_is_poison() {
 async fn throttled_messages_are_deferred_not_failed() {
     let d = deps();
     let id = MessageId::new();
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_millis(4200),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_millis(4200)));
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert_eq!(
         d.queue.deferred.lock().unwrap()[0],
@@ -84,10 +81,7 @@ async fn throttled_messages_are_deferred_not_failed() {
 async fn the_naive_baseline_only_reports_a_failure() {
     let mut d = deps();
     d.settings.deferral = shared::config::DeferralStrategy::Naive;
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_secs(4),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_secs(4)));
     assert_eq!(
         run(&d, vec![record("s1", &body(MessageId::new()), 1)]).await,
         vec!["s1"]
@@ -104,10 +98,7 @@ async fn the_naive_baseline_only_reports_a_failure() {
 #[tokio::test]
 async fn a_long_waiting_message_is_reenqueued_before_max_receive_count() {
     let d = deps();
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_secs(3600),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_secs(3600)));
     assert!(
         run(&d, vec![record("s1", &body(MessageId::new()), 98)])
             .await
@@ -286,10 +277,7 @@ async fn a_record_without_an_id_never_fails_the_batch() {
     let d = deps();
     let mut r = record("", "{nope", 1);
     r.message_id = None;
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_secs(1),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_secs(1)));
     let mut r2 = record("", &body(MessageId::new()), 1);
     r2.message_id = None;
     let failures = run(&d, vec![r, r2, record("s3", &body(MessageId::new()), 1)]).await;
@@ -404,10 +392,7 @@ async fn a_healthy_message_is_sent(d: &TestDeps) {
 async fn a_throttled_message_after_an_outage_never_stalls_the_breaker() {
     let d = deps();
     open_then_half_open(&d).await;
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_secs(6),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_secs(6)));
     assert_eq!(
         run(&d, vec![record("t", &body(MessageId::new()), 1)]).await,
         vec!["t"]
@@ -461,10 +446,7 @@ async fn a_401_probe_gives_the_probe_back() {
 /// permanent, and the circuit open.
 #[tokio::test]
 async fn the_claim_is_released_on_every_path() {
-    let throttled = Decision::Throttled {
-        wait: Duration::from_secs(9),
-        tokens: 0.0,
-    };
+    let throttled = throttled(Duration::from_secs(9));
     let paused = Decision::Paused {
         wait: Duration::from_secs(9),
     };
@@ -518,10 +500,7 @@ async fn a_batch_s_deferrals_go_out_ten_to_a_request() {
     let d = deps();
     let records: Vec<_> = (0..12)
         .map(|i| {
-            d.limiter.then(Decision::Throttled {
-                wait: Duration::from_millis(4200),
-                tokens: 0.0,
-            });
+            d.limiter.then(throttled(Duration::from_millis(4200)));
             record(&format!("s{i}"), &body(MessageId::new()), 1)
         })
         .collect();
@@ -546,14 +525,8 @@ async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
     // The first record is hidden for 4.2 s; the second (same account, so
     // after it) waits a second in process, then goes: the batch's
     // visibility changes go out a second after the first decision.
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_millis(4200),
-        tokens: 0.0,
-    });
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_secs(1),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_millis(4200)));
+    d.limiter.then(throttled(Duration::from_secs(1)));
     let (a, b) = (MessageId::new(), MessageId::new());
     let failures = run(&d, vec![record("a", &body(a), 1), record("b", &body(b), 1)]).await;
     assert_eq!(failures, vec!["a"]);
@@ -568,10 +541,7 @@ async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
 #[tokio::test]
 async fn a_refused_visibility_change_loses_nothing() {
     let d = deps();
-    d.limiter.then(Decision::Throttled {
-        wait: Duration::from_millis(4200),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(Duration::from_millis(4200)));
     d.queue.fail.store(true, Ordering::SeqCst);
     let id = MessageId::new();
     // The record is still reported as a failure: the queue's visibility

@@ -6,7 +6,6 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::clock::Clock;
 use shared::delivery::policy::MAX_DEFER_VISIBILITY;
-use shared::limiter::Decision;
 use shared::message::{MessageId, Priority};
 use shared::store::{CancelOutcome, NewRecord, Status, StatusStore};
 use std::time::Duration;
@@ -158,10 +157,7 @@ async fn a_message_cancelled_while_deferred_is_never_sent_and_settled() {
     let d = scheduled_deps();
     let id = MessageId::new();
     accepted(&d, id, None).await;
-    d.limiter.then(Decision::Throttled {
-        wait: S(90),
-        tokens: 0.0,
-    });
+    d.limiter.then(throttled(S(90)));
     assert_eq!(invoke(&d, "inv-1", &body(id), 1).await, vec!["s1"]);
     assert_eq!(status(&d, id).await.status, Status::Deferred);
     assert_eq!(

@@ -6,7 +6,6 @@
 
 use shared::delivery::Outcome;
 use shared::delivery::policy::MAX_DEFER_VISIBILITY;
-use shared::limiter::Decision;
 use shared::message::{MessageId, Priority};
 use shared::store::{SlotChange, Status, StatusStore, Transition};
 use std::time::Duration;
@@ -17,10 +16,6 @@ mod support;
 use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
-
-fn throttled(wait: Duration) -> Decision {
-    Decision::Throttled { wait, tokens: 0.0 }
-}
 
 /// Gives message `id` the slot `at`, as an earlier deferral would have.
 async fn with_slot(d: &TestDeps, id: MessageId, at: OffsetDateTime) {

@@ -8,6 +8,7 @@ use consumer::process::{Deps, Settings};
 use shared::breaker::{Breaker, BreakerConfig};
 use shared::clock::Clock;
 use shared::delivery::Jitter;
+use shared::limiter::Decision;
 use shared::message::{AccountId, MessageId};
 use shared::store::{StatusRecord, StatusStore};
 use shared::telemetry::Metrics;
@@ -40,6 +41,11 @@ pub fn deps() -> TestDeps {
         clock: Clock::system(),
         jitter: Jitter::seeded(7),
     }
+}
+
+/// A denial with `wait` and an empty bucket.
+pub fn throttled(wait: Duration) -> Decision {
+    Decision::Throttled { wait, tokens: 0.0 }
 }
 
 pub fn body(id: MessageId) -> String {
