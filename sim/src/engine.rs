@@ -321,12 +321,12 @@ async fn poller(
     stats: Arc<Mutex<LambdaStats>>,
 ) {
     let mut n = 0u64;
+    // One ReceiveMessage returns at most 10.
+    let per_request = batch_size.min(RECEIVE_MAX);
     loop {
         // One `ReceiveMessage` long-polling up to 20 s: a message that
         // becomes visible meanwhile is its answer; only an expired wait
         // ends it empty (and the next poll is a new request).
-        // One ReceiveMessage returns at most 10.
-        let per_request = batch_size.min(RECEIVE_MAX);
         let mut records = queue.take_visible(per_request);
         let until = Instant::now() + LONG_POLL;
         while records.is_empty() {
