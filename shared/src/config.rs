@@ -143,6 +143,11 @@ pub struct Config {
     /// `IN_PROCESS_WAIT_MS`: limiter waits up to this long are waited out in
     /// the invocation instead of deferred through SQS (default 1500).
     pub in_process_wait: Duration,
+    /// `BATCHING_WINDOW_SECONDS`: the trigger's
+    /// `MaximumBatchingWindowInSeconds` (default 1; the template passes its
+    /// `BatchingWindowSeconds`), how much later than its slot a deferred
+    /// message may come back ([`crate::delivery::policy::queue_lateness`]).
+    pub batching_window: Duration,
     /// `BREAKER_FAILURE_THRESHOLD` (default 5) and `BREAKER_OPEN_SECS`
     /// (default 30): the circuit breakers around SQS and the OnlyFans API.
     pub breaker: crate::breaker::BreakerConfig,
@@ -223,6 +228,7 @@ pub const VARS: &[Var] = &[
     var("METRICS_NAMESPACE", "OutboundMessages"),
     var("DEFERRAL_STRATEGY", "spread"),
     var("IN_PROCESS_WAIT_MS", "1500"),
+    var("BATCHING_WINDOW_SECONDS", "1"),
     var("BREAKER_FAILURE_THRESHOLD", "5"),
     var("BREAKER_OPEN_SECS", "30"),
     var("FUNCTION_TIMEOUT_SECS", "30"),
@@ -388,6 +394,14 @@ impl Config {
                 ),
             });
         }
+        let window: u64 = env.parse("BATCHING_WINDOW_SECONDS")?;
+        if window > 300 {
+            return Err(ConfigError::Invalid {
+                name: "BATCHING_WINDOW_SECONDS",
+                reason: format!("must be 0 to 300, as SQS's batching window (got {window})"),
+            });
+        }
+        let batching_window = Duration::from_secs(window);
         let durability = crate::durability::Durability {
             replicas: env.parse("REDIS_WAIT_REPLICAS")?,
             timeout: wait_timeout,
@@ -414,6 +428,7 @@ impl Config {
             metrics_namespace: env.value("METRICS_NAMESPACE")?,
             deferral,
             in_process_wait: ms("IN_PROCESS_WAIT_MS")?,
+            batching_window,
             breaker: crate::breaker::BreakerConfig {
                 failure_threshold: env.parse("BREAKER_FAILURE_THRESHOLD")?,
                 open_for: Duration::from_secs(env.parse("BREAKER_OPEN_SECS")?),
@@ -520,6 +535,8 @@ mod tests {
             ("MAX_RECEIVE_COUNT", "2"),
             ("DEFERRAL_STRATEGY", "later"),
             ("IN_PROCESS_WAIT_MS", "soon"),
+            ("BATCHING_WINDOW_SECONDS", "301"),
+            ("BATCHING_WINDOW_SECONDS", "1.5"),
             ("REDIS_WAIT_REPLICAS", "-1"),
             ("REDIS_WAIT_TIMEOUT_MS", "0"),
             ("REDIS_WAIT_TIMEOUT_MS", "5000"),

@@ -83,6 +83,9 @@ fn settings(s: &Scenario) -> Settings {
         claim_lease: upstream_timeout + Settings::CLAIM_MARGIN,
         record_budget: upstream_timeout + Settings::RECORD_MARGIN,
         in_process_wait: Duration::from_millis(s.consumer.in_process_wait_ms),
+        queue_lateness: shared::delivery::policy::queue_lateness(Duration::from_secs(
+            s.lambda.batching_window_s,
+        )),
         deferral: match s.consumer.deferral {
             Deferral::Spread => DeferralStrategy::Spread,
             Deferral::Naive => DeferralStrategy::Naive,

@@ -51,6 +51,7 @@ ENV_VARS = {
     "MAX_RECEIVE_COUNT",
     "LIMITER_CLOCK",
     "STATUS_TTL_SECONDS",
+    "BATCHING_WINDOW_SECONDS",
     "METRICS_NAMESPACE",
 }
 # Where each profile keeps the two secrets.
@@ -389,6 +390,14 @@ def consumer_mapping(cfn: dict[str, Any]) -> dict[str, Any]:
     ]
     assert len(found) == 1, f"expected one event source mapping for the consumer, found {len(found)}"
     return found[0]
+
+
+def test_batching_window_env_is_the_mappings(cfn):
+    esm = consumer_mapping(cfn)
+    env = props(cfn, CONSUMER)["Environment"]["Variables"]["BATCHING_WINDOW_SECONDS"]
+    assert env == esm["MaximumBatchingWindowInSeconds"], (
+        "the consumer defers through the queue only when a token waits longer than the window"
+    )
 
 
 def test_consumer_mapping_reports_batch_item_failures(cfn):

@@ -81,6 +81,9 @@ pub struct Settings {
     pub record_budget: Duration,
     /// Waits up to this long are waited out in process rather than deferred.
     pub in_process_wait: Duration,
+    /// How late a deferred message may come back after its slot
+    /// ([`policy::queue_lateness`] of the trigger's batching window).
+    pub queue_lateness: Duration,
     /// `Naive`: a throttled message is only reported as a batch item failure
     /// (the benchmark's baseline), not hidden until its slot.
     pub deferral: DeferralStrategy,
@@ -101,6 +104,7 @@ impl Settings {
             claim_lease: config.upstream_timeout + Self::CLAIM_MARGIN,
             record_budget: config.upstream_timeout + Self::RECORD_MARGIN,
             in_process_wait: config.in_process_wait,
+            queue_lateness: policy::queue_lateness(config.batching_window),
             deferral: config.deferral,
         }
     }
@@ -436,6 +440,7 @@ where
                 held,
                 waits,
                 s.in_process_wait,
+                s.queue_lateness,
                 env.time_left(),
                 s.deferral,
             ) {

@@ -538,6 +538,47 @@ async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
     );
 }
 
+/// A newcomer whose slot is under the in-process limit away, in a bucket
+/// that keeps its token for seconds (60/min, burst 10: 8 s), is deferred
+/// through the queue at once: the invocation does not sleep for it. With no
+/// slack (600/min, burst 10) the same wait is waited out here.
+#[tokio::test(start_paused = true)]
+async fn a_newcomer_with_slack_is_deferred_without_holding_the_invocation() {
+    let mut d = deps();
+    d.settings.in_process_wait = Duration::from_millis(1500);
+    let denial = |slack| shared::limiter::Decision::Throttled {
+        wait: Duration::from_millis(900),
+        tokens: 0.0,
+        slack,
+    };
+    d.limiter.then(denial(Duration::from_secs(8)));
+    let id = MessageId::new();
+    let started = tokio::time::Instant::now();
+    assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
+    assert!(started.elapsed() < Duration::from_millis(100), "no sleep");
+    assert_eq!(
+        d.queue.deferred.lock().unwrap().clone(),
+        vec![("rh-s1".to_string(), Duration::from_secs(1))]
+    );
+    let r = status(&d, id).await;
+    assert_eq!(r.status, Status::Deferred);
+    assert!(r.slot_at.is_some(), "it comes back as its slot's holder");
+    assert!(d.upstream.calls.lock().unwrap().is_empty());
+
+    let mut d = deps();
+    d.settings.in_process_wait = Duration::from_millis(1500);
+    d.limiter.then(denial(Duration::from_millis(800)));
+    let id = MessageId::new();
+    let started = tokio::time::Instant::now();
+    assert!(run(&d, vec![record("s2", &body(id), 1)]).await.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited here"
+    );
+    assert_eq!(status(&d, id).await.status, Status::Sent);
+    assert_eq!(d.limiter.asked_held(), vec![false, true]);
+}
+
 #[tokio::test]
 async fn a_refused_visibility_change_loses_nothing() {
     let d = deps();

@@ -49,6 +49,23 @@ pub const HELD_CLAIM_GRACE: Duration = Duration::from_secs(1);
 /// At most this many waits for a token inside one record's handling; then
 /// the message is deferred through SQS (the invocation is not held longer).
 pub const MAX_IN_PROCESS_WAITS: u32 = 3;
+/// How late a message deferred through the queue may come back after its
+/// slot, besides the trigger's batching window ([`queue_lateness`]): its
+/// visibility is rounded up to a whole second (< 1 s) and a receive lies
+/// between.
+pub const QUEUE_LATENESS_MARGIN: Duration = Duration::from_secs(2);
+
+/// How late a deferred message may come back after its slot with the
+/// trigger's `batching_window` (`BATCHING_WINDOW_SECONDS`; the template's
+/// 1 s gives 3 s). A newcomer whose bucket keeps a token this long for a
+/// late holder ([`Decision::Throttled`]'s `slack`) is deferred even when its
+/// slot is close enough to wait for in process: it frees the invocation for
+/// the other records and costs no budget. With less slack (a small burst or
+/// a fast rate: 600/min with a burst of 10 keeps 0.8 s) it waits here, or
+/// the account would fall behind its curve.
+pub fn queue_lateness(batching_window: Duration) -> Duration {
+    batching_window.saturating_add(QUEUE_LATENESS_MARGIN)
+}
 /// A wait is done in process only if this many times it still fits in the
 /// invocation's time left (the call after the wait must fit too).
 pub const IN_PROCESS_WAIT_HEADROOM: u32 = 2;
@@ -255,19 +272,22 @@ pub fn asks_as_holder(held_slot: bool, strategy: DeferralStrategy) -> bool {
 
 /// The step after a limiter `decision` for a message that asked as a slot's
 /// holder (`held`) or not, given the waits already done in process for this
-/// record and the invocation's time left.
+/// record, how late the queue may bring a deferred message back
+/// ([`queue_lateness`]) and the invocation's time left.
 pub fn after_limiter(
     decision: &Decision,
     held: bool,
     waits_so_far: u32,
     in_process_wait: Duration,
+    queue_lateness: Duration,
     time_left: Duration,
     strategy: DeferralStrategy,
 ) -> TokenStep {
     let wait = decision.wait();
     let waits_here = waits_so_far < MAX_IN_PROCESS_WAITS
         && wait <= in_process_wait
-        && wait.saturating_mul(IN_PROCESS_WAIT_HEADROOM) < time_left;
+        && wait.saturating_mul(IN_PROCESS_WAIT_HEADROOM) < time_left
+        && needs_the_wait(decision, held, queue_lateness);
     match decision {
         Decision::Allowed { .. } => TokenStep::Send,
         Decision::Throttled { .. }
@@ -279,6 +299,17 @@ pub fn after_limiter(
         _ if strategy == DeferralStrategy::Naive => TokenStep::LeaveToQueue,
         Decision::Paused { .. } => TokenStep::Defer(wait, DeferReason::AccountPaused),
         Decision::Throttled { .. } => TokenStep::Defer(wait, DeferReason::RateLimited),
+    }
+}
+
+/// Whether a short wait is worth holding the invocation for: always for a
+/// slot's holder (its token is due now) and for a pause; for a newcomer only
+/// when its bucket would overflow before the queue brought it back
+/// (`queue_lateness`, [`queue_lateness`]).
+pub fn needs_the_wait(decision: &Decision, held: bool, queue_lateness: Duration) -> bool {
+    match decision {
+        Decision::Throttled { slack, .. } if !held => *slack < queue_lateness,
+        _ => true,
     }
 }
 
@@ -416,9 +447,23 @@ mod tests {
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
+    /// The template's 1 s batching window.
+    const LATE: Duration = Duration::from_secs(3);
 
     fn throttled(wait: Duration) -> Decision {
-        Decision::Throttled { wait, tokens: 0.0 }
+        Decision::Throttled {
+            wait,
+            tokens: 0.0,
+            slack: Duration::ZERO,
+        }
+    }
+
+    fn throttled_with_slack(wait: Duration, slack: Duration) -> Decision {
+        Decision::Throttled {
+            wait,
+            tokens: 0.0,
+            slack,
+        }
     }
 
     #[test]
@@ -517,11 +562,68 @@ mod tests {
         ];
         for (i, (d, waits, limit, left, strategy, want)) in cases.into_iter().enumerate() {
             assert_eq!(
-                after_limiter(&d, false, waits, limit, left, strategy),
+                after_limiter(&d, false, waits, limit, LATE, left, strategy),
                 want,
                 "case {i}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_newcomer_waits_in_process_only_when_its_bucket_has_no_slack() {
+        // (slack, held) -> step for a 900 ms wait, in-process limit 1.5 s
+        let cases = [
+            // 600/min, burst 10: 0.8 s of slack; the account would fall
+            // behind its curve if the message went through the queue
+            (MS(800), false, TokenStep::WaitHere(MS(900))),
+            (MS(2999), false, TokenStep::WaitHere(MS(900))),
+            // 60/min, burst 10, medium: 8 s; the queue brings it back in time
+            (
+                S(3),
+                false,
+                TokenStep::Defer(MS(900), DeferReason::RateLimited),
+            ),
+            (
+                S(8),
+                false,
+                TokenStep::Defer(MS(900), DeferReason::RateLimited),
+            ),
+            // a holder's token is due now, whatever the slack
+            (S(8), true, TokenStep::WaitHere(MS(900))),
+        ];
+        for (i, (slack, held, want)) in cases.into_iter().enumerate() {
+            let d = throttled_with_slack(MS(900), slack);
+            assert_eq!(
+                after_limiter(&d, held, 0, MS(1500), LATE, S(30), Spread),
+                want,
+                "case {i}"
+            );
+        }
+        // the naive baseline asks as a holder, so it is untouched
+        let d = throttled_with_slack(MS(900), S(8));
+        assert_eq!(
+            after_limiter(
+                &d,
+                asks_as_holder(false, Naive),
+                0,
+                MS(1500),
+                LATE,
+                S(30),
+                Naive
+            ),
+            TokenStep::WaitHere(MS(900))
+        );
+        // a longer batching window brings it back later: 8 s of slack is
+        // then too little, and it waits here
+        assert_eq!(queue_lateness(S(1)), LATE);
+        let late = queue_lateness(S(10));
+        assert_eq!(
+            after_limiter(&d, false, 0, MS(1500), late, S(30), Spread),
+            TokenStep::WaitHere(MS(900))
+        );
+        // a pause is waited out here when short, slack or not
+        let paused = Decision::Paused { wait: MS(900) };
+        assert!(needs_the_wait(&paused, false, LATE));
     }
 
     #[test]
@@ -551,7 +653,7 @@ mod tests {
         ];
         for (i, (d, waits, left, want)) in cases.into_iter().enumerate() {
             assert_eq!(
-                after_limiter(&d, true, waits, MS(1500), left, Spread),
+                after_limiter(&d, true, waits, MS(1500), LATE, left, Spread),
                 want,
                 "case {i}: {d:?}"
             );
@@ -567,12 +669,12 @@ mod tests {
         // which would queue it behind the slots of its own earlier denials
         for d in [throttled(S(6)), throttled(MS(300))] {
             assert_eq!(
-                after_limiter(&d, true, 0, MS(0), S(30), Naive),
+                after_limiter(&d, true, 0, MS(0), LATE, S(30), Naive),
                 TokenStep::LeaveToQueue
             );
         }
         assert_eq!(
-            after_limiter(&throttled(MS(300)), true, 0, MS(1500), S(30), Naive),
+            after_limiter(&throttled(MS(300)), true, 0, MS(1500), LATE, S(30), Naive),
             TokenStep::WaitHere(MS(300))
         );
     }

@@ -58,6 +58,17 @@ impl Rate {
             .min(self.burst - 1.0)
     }
 
+    /// How long a token may wait for a holder who comes back late before
+    /// the bucket overflows: the time refill takes from the tokens a class
+    /// with `percent` reserved needs for a send (one plus its reserve) to a
+    /// full bucket. A message deferred through the queue comes back up to
+    /// a few seconds after its slot; within this slack its token is still
+    /// there and nothing of the budget is lost.
+    pub fn slack(&self, percent: u8) -> Duration {
+        let tokens = (self.burst - 1.0 - self.reserve(percent)).max(0.0);
+        Duration::from_micros((tokens * US_PER_MINUTE / self.per_minute).round() as u64)
+    }
+
     /// Tokens added per microsecond.
     fn per_us(&self) -> f64 {
         self.per_minute / US_PER_MINUTE
@@ -87,7 +98,13 @@ pub enum Decision {
     Allowed { tokens_left: f64 },
     /// Not yet: the bucket has too few tokens. Try again after `wait`
     /// (the message's reserved slot, spread behind earlier deferrals).
-    Throttled { wait: Duration, tokens: f64 },
+    /// `slack`: how long a token may wait in the bucket for its holder
+    /// before the bucket is full and refill is lost ([`Rate::slack`]).
+    Throttled {
+        wait: Duration,
+        tokens: f64,
+        slack: Duration,
+    },
     /// The upstream asked this account to wait (429 `Retry-After`).
     Paused { wait: Duration },
 }
@@ -178,6 +195,7 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
             decision: Decision::Throttled {
                 wait: Duration::from_micros(wait),
                 tokens,
+                slack: rate.slack(input.reserve_percent),
             },
             bucket: None,
             horizon_us: None,
@@ -189,6 +207,7 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
         decision: Decision::Throttled {
             wait: Duration::from_micros(slot - now),
             tokens,
+            slack: rate.slack(input.reserve_percent),
         },
         bucket: None,
         horizon_us: Some(slot + rate.interval_us()),
@@ -279,6 +298,40 @@ mod tests {
     /// horizon is ahead and a full bucket holds less than 2 s of tokens
     /// (600/min, burst 10): each denial pushes the horizon on. Asking as
     /// holders (a plain token bucket) they get a full bucket every round.
+    #[test]
+    fn slack_is_refill_from_a_send_to_a_full_bucket() {
+        let r = |per_minute, burst| Rate { per_minute, burst };
+        let ms = |d: Duration| d.as_millis();
+        // medium (10 % reserved): one token to send and one kept back
+        assert_eq!(ms(r(60.0, 10.0).slack(10)), 8_000);
+        assert_eq!(ms(r(10.0, 10.0).slack(10)), 48_000);
+        assert_eq!(ms(r(600.0, 10.0).slack(10)), 800);
+        // high: nothing kept back
+        assert_eq!(ms(r(600.0, 10.0).slack(0)), 900);
+        // a burst of one has none
+        assert_eq!(r(60.0, 1.0).slack(50), Duration::ZERO);
+        // the decision carries it
+        let out = decide(
+            r(60.0, 10.0),
+            Input {
+                bucket: Some(BucketState {
+                    tokens: 0.0,
+                    ts_us: T0,
+                }),
+                horizon_us: None,
+                pause_us: None,
+                now_us: T0,
+                reserve_percent: 10,
+                held: false,
+                limit: None,
+            },
+        );
+        assert!(
+            matches!(out.decision, Decision::Throttled { slack, .. } if slack == Duration::from_secs(8)),
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn callers_that_keep_no_slot_must_ask_as_holders() {
         for (held, want_at_least) in [(false, 0), (true, 120)] {

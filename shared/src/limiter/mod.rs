@@ -380,16 +380,20 @@ impl RedisLimiter {
         };
         let tokens = tokens_milli as f64 / 1000.0;
         let wait = Duration::from_micros(wait_us.max(0) as u64);
+        let in_force = Rate {
+            per_minute: per_minute_milli as f64 / 1000.0,
+            burst: burst as f64,
+        };
         let decision = match (allowed, reason) {
             (1, _) => Decision::Allowed {
                 tokens_left: tokens,
             },
             (_, 2) => Decision::Paused { wait },
-            _ => Decision::Throttled { wait, tokens },
-        };
-        let in_force = Rate {
-            per_minute: per_minute_milli as f64 / 1000.0,
-            burst: burst as f64,
+            _ => Decision::Throttled {
+                wait,
+                tokens,
+                slack: in_force.slack(reserve_percent),
+            },
         };
         Ok((decision, in_force))
     }

@@ -36,6 +36,7 @@ pub fn deps() -> TestDeps {
             claim_lease: Duration::from_secs(15),
             record_budget: Duration::from_secs(11),
             in_process_wait: Duration::ZERO,
+            queue_lateness: Duration::from_secs(3),
             deferral: shared::config::DeferralStrategy::Spread,
         },
         clock: Clock::system(),
@@ -43,9 +44,14 @@ pub fn deps() -> TestDeps {
     }
 }
 
-/// A denial with `wait` and an empty bucket.
+/// A denial with `wait`, an empty bucket and no slack (a short wait is
+/// waited out in process, whether the message holds a slot or not).
 pub fn throttled(wait: Duration) -> Decision {
-    Decision::Throttled { wait, tokens: 0.0 }
+    Decision::Throttled {
+        wait,
+        tokens: 0.0,
+        slack: Duration::ZERO,
+    }
 }
 
 pub fn body(id: MessageId) -> String {
