@@ -87,6 +87,7 @@ async fn small_profile_reads_ssm_reaches_tls_redis_with_auth_on_the_client_clock
     unsafe {
         std::env::set_var("SSL_CERT_FILE", dir.join("ca.crt"));
         std::env::set_var("AWS_ENDPOINT_URL_SSM", &endpoint);
+        std::env::set_var("AWS_ENDPOINT_URL_SECRETS_MANAGER", &endpoint);
         std::env::set_var("AWS_REGION", "us-east-1");
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
@@ -148,6 +149,32 @@ async fn small_profile_reads_ssm_reaches_tls_redis_with_auth_on_the_client_clock
         "{missing}"
     );
 
+    // The production profile's Secrets Manager secret, through the same
+    // configuration (its endpoint from AWS_ENDPOINT_URL_SECRETS_MANAGER).
+    let admin = secrets_client(&endpoint);
+    let arn = admin
+        .create_secret()
+        .name(format!("of-token-{}", uuid::Uuid::new_v4().simple()))
+        .secret_string("of-token-from-secrets-manager")
+        .send()
+        .await?
+        .arn
+        .ok_or("no ARN")?;
+    let secret = shared::secrets::SecretReader::new(&aws, arn).read().await?;
+    assert_eq!(secret.expose(), "of-token-from-secrets-manager");
+
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(shared::tls::sdk_http_client())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
 }
