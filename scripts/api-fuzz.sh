@@ -94,15 +94,24 @@ emulator_drop_only() {
 # drop (a fresh seed each time): on a loaded machine the drop can hit two
 # runs in a row (2026-12-03: both runs of a CI, 1 case in ~1,700 each).
 status=0
-fuzz "$report_dir/run-1.txt" || status=$?
+last="$report_dir/run-1.txt"
+fuzz "$last" || status=$?
 for run in 2 3; do
-  ((status != 0)) && ! function_errors && emulator_drop_only "$report_dir/run-$((run - 1)).txt" || break
+  ((status != 0)) && ! function_errors && emulator_drop_only "$last" || break
   echo "api-fuzz: every failure above is cargo lambda watch's own 500 for a response the function answered with 200 (see docs/testing.md); running again with a new seed (run $run of at most 3)" >&2
   seed=()
   log_start=$(wc -l <"$log_file" 2>/dev/null || echo 0)
   status=0
-  fuzz "$report_dir/run-$run.txt" || status=$?
+  last="$report_dir/run-$run.txt"
+  fuzz "$last" || status=$?
 done
+# Still only the emulator's drop after the third run: the function answered
+# every request (its log is checked below for any 5xx or panic), so the run
+# passes, saying so. Any other finding has failed above.
+if ((status != 0)) && ! function_errors && emulator_drop_only "$last"; then
+  echo "api-fuzz: the third run's only findings are cargo lambda watch's own dropped responses as well; the function answered each with 200 (its log has no 5xx or panic): passing" >&2
+  status=0
+fi
 
 if function_errors; then
   echo "api-fuzz: a panic or a 5xx in the function's log while the fuzzer ran (target/api-fuzz/log-errors.txt):" >&2
