@@ -85,7 +85,7 @@ pub fn sdk_config_from(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
     config.set_region(region);
     config
         .behavior_version(aws_config::BehaviorVersion::latest())
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .credentials_provider(credentials)
         .http_client(sdk_http_client())
         .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
         .time_source(SharedTimeSource::new(SystemTimeSource::new()))

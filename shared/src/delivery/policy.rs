@@ -451,11 +451,7 @@ mod tests {
     const LATE: Duration = Duration::from_secs(3);
 
     fn throttled(wait: Duration) -> Decision {
-        Decision::Throttled {
-            wait,
-            tokens: 0.0,
-            slack: Duration::ZERO,
-        }
+        throttled_with_slack(wait, Duration::ZERO)
     }
 
     fn throttled_with_slack(wait: Duration, slack: Duration) -> Decision {

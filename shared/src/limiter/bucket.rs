@@ -293,11 +293,6 @@ mod tests {
         }
     }
 
-    /// Callers that never come back to the slots their denials took (the
-    /// naive baseline: 990 retries every 5 s) starve as newcomers once a
-    /// horizon is ahead and a full bucket holds less than 2 s of tokens
-    /// (600/min, burst 10): each denial pushes the horizon on. Asking as
-    /// holders (a plain token bucket) they get a full bucket every round.
     #[test]
     fn slack_is_refill_from_a_send_to_a_full_bucket() {
         let r = |per_minute, burst| Rate { per_minute, burst };
@@ -332,6 +327,11 @@ mod tests {
         );
     }
 
+    /// Callers that never come back to the slots their denials took (the
+    /// naive baseline: 990 retries every 5 s) starve as newcomers once a
+    /// horizon is ahead and a full bucket holds less than 2 s of tokens
+    /// (600/min, burst 10): each denial pushes the horizon on. Asking as
+    /// holders (a plain token bucket) they get a full bucket every round.
     #[test]
     fn callers_that_keep_no_slot_must_ask_as_holders() {
         for (held, want_at_least) in [(false, 0), (true, 120)] {
