@@ -53,6 +53,24 @@ fn smoke_and_backlog_keep_every_guarantee() {
     }
 }
 
+/// Issue 15's "no message sent later than its ideal slot + 2 s (+ the
+/// upstream's own latency)", for one backlogged account at 10/min: its
+/// `medium` messages against a perfect bucket that keeps the same one-token
+/// reserve (against one that spends it they are an interval, 6 s, behind).
+#[test]
+fn a_backlog_goes_out_within_two_seconds_of_its_ideal_slots() {
+    let s = scenario("backlog");
+    let r = run(&s);
+    assert_guarantees_hold(&r);
+    let upstream = (s.upstream.latency_ms + s.upstream.jitter_ms) as f64 / 1000.0;
+    assert!(
+        r.max_lateness_backlogged_reserve_s <= 2.0 + upstream,
+        "{} s behind the ideal slots: {r:#?}",
+        r.max_lateness_backlogged_reserve_s
+    );
+    assert!(r.max_lateness_backlogged_s > 6.0, "{r:#?}");
+}
+
 /// `high` may take the last token (no reserve), so one token too many in
 /// the bucket shows as an eleventh message in the first burst.
 #[test]
