@@ -103,6 +103,9 @@ pub struct Detail {
     pub invocation_crashes: u64,
     pub sqs_receives: u64,
     pub sqs_empty_receives: u64,
+    /// Of them, long polls that found nothing in their 20 s (an idle
+    /// queue's cost; the rest are batching-window top-ups).
+    pub sqs_empty_long_polls: u64,
     pub sqs_deletes: u64,
     pub sqs_visibility_changes: u64,
     pub sqs_sends: u64,
@@ -454,6 +457,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             invocation_crashes: l.crashes,
             sqs_receives: req.receive,
             sqs_empty_receives: req.receive_empty,
+            sqs_empty_long_polls: req.long_poll_empty,
             sqs_deletes: req.delete,
             sqs_visibility_changes: req.change_visibility,
             sqs_sends: req.send,

@@ -345,7 +345,7 @@ async fn poller(
             let _ = tokio::time::timeout(wait, queue.notify().notified()).await;
             records = queue.take_visible(per_request);
         }
-        queue.count_receive(records.is_empty());
+        queue.count_long_poll(records.is_empty());
         if records.is_empty() {
             continue;
         }

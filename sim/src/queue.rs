@@ -82,6 +82,10 @@ pub struct Dead {
 pub struct Requests {
     pub receive: u64,
     pub receive_empty: u64,
+    /// Of the empty ones, long polls that waited their 20 s for nothing
+    /// (what an idle queue costs); the rest are a batching window's
+    /// top-ups that found nothing more.
+    pub long_poll_empty: u64,
     pub delete: u64,
     pub change_visibility: u64,
     pub send: u64,
@@ -473,6 +477,14 @@ impl SimQueue {
         s.requests.receive += 1;
         if empty {
             s.requests.receive_empty += 1;
+        }
+    }
+
+    /// Counts one long-polling `ReceiveMessage` (see [`count_receive`](Self::count_receive)).
+    pub fn count_long_poll(&self, empty: bool) {
+        self.count_receive(empty);
+        if empty {
+            self.lock().requests.long_poll_empty += 1;
         }
     }
 

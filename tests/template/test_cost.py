@@ -111,3 +111,71 @@ def test_campaigns_post_many_messages_per_request(tmp_path):
 def test_a_campaign_share_outside_zero_to_one_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         cost.main(["cost.py", "--out", str(tmp_path / "x.json"), "--campaigns", "1.5"])
+
+
+def sim_scenario(name: str, sent: int, invocations: int, receives: int, empty_long_polls: int, ms: float) -> dict:
+    return {
+        "name": name,
+        "seed": 1,
+        "handler_ms_per_delivered": ms,
+        "detail": {
+            "sent": sent,
+            "invocations": invocations,
+            "sqs_receives": receives,
+            "sqs_empty_long_polls": empty_long_polls,
+            "sqs_deletes": invocations,
+            "sqs_visibility_changes": 10,
+            "fingerprint": "0",
+        },
+    }
+
+
+def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volume(tmp_path):
+    """With target/sim/report.json holding a cost scenario, the consumer's
+    invocations, SQS requests and time per message at that volume and
+    batching window are the simulation's; empty long polls stay the fixed
+    idle line; other volumes and windows keep the model."""
+    report = tmp_path / "sim.json"
+    report.write_text(
+        json.dumps(
+            {
+                "scenarios": [
+                    sim_scenario("cost-1m", 1000, 900, 2100, 100, 200.0),
+                    sim_scenario("cost-1m-w0", 1000, 1100, 1200, 100, 190.0),
+                    sim_scenario("steady-day", 1000, 1, 1, 0, 1.0),
+                ]
+            }
+        )
+    )
+    x, _, sources = cost.load_inputs(bench=tmp_path / "absent.json", sim=tmp_path / "none.json", sim_report=report)
+    assert x["sim.1000000.w1.invocations_per_message"] == 0.9
+    # receives less the empty long polls, deletes, visibility changes
+    assert x["sim.1000000.w1.sqs_requests_per_message"] == pytest.approx((2100 - 100 + 900 + 10) / 1000)
+    assert x["sim.1000000.w0.consumer_ms_per_message"] == 190.0
+    assert not any(k.startswith("sim.") and "steady" in k for k in x)
+    assert any("cost-1m" in s for s in sources)
+
+    assert cost.simulated(x, 1_000_000, 0.1, 1) == {
+        "invocations_per_message": 0.9,
+        "sqs_requests_per_message": pytest.approx(2.91),
+        "consumer_ms_per_message": 200.0,
+    }
+    assert cost.simulated(x, 1_000_000, 0.1, 0)["consumer_ms_per_message"] == 190.0
+    assert cost.simulated(x, 43200, 0.1, 1) is None, "no scenario for that volume"
+    assert cost.simulated(x, 1_000_000, 0.25, 1) is None, "another share backlogged"
+
+    out = tmp_path / "bill.json"
+    orig = cost.SIM_REPORT
+    try:
+        cost.SIM_REPORT = report
+        assert cost.main(["cost.py", "--out", str(out)]) == 0
+    finally:
+        cost.SIM_REPORT = orig
+    bill = json.loads(out.read_text())["profiles"]["production"]
+    simulated, modelled = bill["1000000"], bill["100000000"]
+    assert simulated["model"]["consumer_figures_from"] == "simulation"
+    assert simulated["model"]["consumer_invocations"] == pytest.approx(900_000)
+    assert simulated["model"]["consumer_ms_per_message"] == 200.0
+    assert "(simulation)" in simulated["lines"]["SQS requests"]["detail"]
+    assert modelled["model"]["consumer_figures_from"] == "model (make bench)"
+    assert "receives that return a batch" in modelled["lines"]["SQS requests"]["detail"]

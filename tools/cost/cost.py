@@ -16,7 +16,15 @@ What it reads:
 - tools/cost/inputs.json: the per-message figures (the last `make bench`
   run, as recorded in the README) and every assumption, each with what it rests
   on. target/bench/report.json replaces the measured figures when it exists,
-  and target/sim/cost-inputs.json (flat {"name": value}) any input it names.
+  and target/sim/cost-inputs.json (flat {"name": value}) any input it names;
+- target/sim/report.json, when `make sim` has run the cost scenarios
+  (sim/scenarios/cost-43k.toml, cost-1m.toml: a day of 43,200 and of 1
+  million messages a month, 10 % backlogged, the template's defaults; the
+  -w0 ones without the batching window): at those volumes and windows the
+  consumer's invocations, SQS requests (receives, the
+  batching window's top-ups, deletes, visibility changes) and billed time
+  per message are the simulation's, which runs the real consumer, instead
+  of the model's estimates from `make bench`.
 
 What it writes: the bill by line for the volume asked (`--volume`, printed),
 and target/cost/report.json for 43,200, 1 million and 100 million messages a
@@ -53,6 +61,17 @@ PRICES = ROOT / "tools" / "cost" / "prices.json"
 INPUTS = ROOT / "tools" / "cost" / "inputs.json"
 BENCH = ROOT / "target" / "bench" / "report.json"
 SIM = ROOT / "target" / "sim" / "cost-inputs.json"
+SIM_REPORT = ROOT / "target" / "sim" / "report.json"
+# The simulation's cost scenarios: the volume (messages a month) each is a day
+# of, at 10 % of messages backlogged, and the trigger's batching window.
+SIM_SCENARIOS = {
+    "cost-43k": (43200, 1),
+    "cost-1m": (1_000_000, 1),
+    "cost-43k-w0": (43200, 0),
+    "cost-1m-w0": (1_000_000, 0),
+}
+SIM_SHARE_BACKLOGGED = 0.1
+SIM_FIGURES = ("invocations_per_message", "sqs_requests_per_message", "consumer_ms_per_message")
 OUT = ROOT / "target" / "cost" / "report.json"
 TELEMETRY = ROOT / "shared" / "src" / "telemetry.rs"
 
@@ -67,8 +86,11 @@ GB = 1e9  # decimal GB: the larger count, so the bill errs high
 # ------------------------------------------------------------------ inputs
 
 
-def load_inputs(bench: Path = BENCH, sim: Path = SIM) -> tuple[dict[str, float], dict[str, str], list[str]]:
+def load_inputs(
+    bench: Path = BENCH, sim: Path = SIM, sim_report: Path | None = None
+) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """Flat {name: value}, {name: what it rests on}, and where the measured ones came from."""
+    sim_report = SIM_REPORT if sim_report is None else sim_report
     raw = json.loads(INPUTS.read_text())
     values: dict[str, float] = {}
     notes: dict[str, str] = {}
@@ -107,10 +129,60 @@ def load_inputs(bench: Path = BENCH, sim: Path = SIM) -> tuple[dict[str, float],
             if isinstance(v, (int, float)):
                 values[k] = float(v)
         sources.append(f"{shown(sim)}: {', '.join(sorted(overrides))}")
+    taken = simulated_consumer(sim_report, values, notes)
+    if taken:
+        sources.append(f"{shown(sim_report)}: the consumer per message at {', '.join(taken)}")
     names = metric_names()
     if names:
         values["custom_metric_names"] = len(names)
     return values, notes, sources
+
+
+def simulated_consumer(path: Path, values: dict[str, float], notes: dict[str, str]) -> list[str]:
+    """The cost scenarios' consumer figures per delivered message, as
+    `sim.<volume>.<figure>` inputs; returns the scenarios taken. Empty long
+    polls are left out: the bill prices the event source mapping's idle polls
+    as a fixed line."""
+    if not path.exists():
+        return []
+    try:
+        scenarios = json.loads(path.read_text()).get("scenarios", [])
+    except (OSError, ValueError):
+        return []
+    taken = []
+    for s in scenarios:
+        volume, window = SIM_SCENARIOS.get(s.get("name"), (None, None))
+        d = s.get("detail", {})
+        sent = d.get("sent") or 0
+        if volume is None or sent <= 0 or "sqs_empty_long_polls" not in d or s.get("handler_ms_per_delivered") is None:
+            continue
+        what = f"simulation {s['name']} (seed {s.get('seed')}, fingerprint {d.get('fingerprint')}): "
+        figures = {
+            "invocations_per_message": (d["invocations"] / sent, "consumer invocations per delivered message"),
+            "sqs_requests_per_message": (
+                (d["sqs_receives"] - d["sqs_empty_long_polls"] + d["sqs_deletes"] + d["sqs_visibility_changes"]) / sent,
+                "the consumer's SQS requests per delivered message: receives (the batching window's top-ups included), "
+                "DeleteMessageBatch, ChangeMessageVisibilityBatch; not the producer's sends nor empty long polls",
+            ),
+            "consumer_ms_per_message": (
+                float(s["handler_ms_per_delivered"]),
+                "billed consumer time per delivered message, the simulated upstream's 150-250 ms included",
+            ),
+        }
+        for k, (v, note) in figures.items():
+            values[f"sim.{volume}.w{window}.{k}"] = v
+            notes[f"sim.{volume}.w{window}.{k}"] = what + note
+        taken.append(f"{volume:,} ({s['name']})")
+    return taken
+
+
+def simulated(x: dict[str, float], volume: float, share_backlogged: float, window: float) -> dict[str, float] | None:
+    """The simulation's consumer figures for this month, if a cost scenario is
+    the same case (volume, share backlogged, batching window)."""
+    if not volume or share_backlogged != SIM_SHARE_BACKLOGGED:
+        return None
+    figs = {k: x.get(f"sim.{int(volume)}.w{int(window)}.{k}") for k in SIM_FIGURES}
+    return figs if all(v is not None for v in figs.values()) else None
 
 
 def metric_names() -> list[str]:
@@ -293,7 +365,7 @@ def month_bill(
 
     # --- delivery model
     rate = volume / seconds
-    window = f["batching_window_s"] or x["batching_window_s"]
+    window = x["batching_window_s"] if f["batching_window_s"] is None else f["batching_window_s"]
     batch = min(10.0, 1.0 + rate * window) if volume else 1.0
     receives = x["receives_per_delivered"]
     invocations = volume * receives / batch
@@ -302,6 +374,12 @@ def month_bill(
     backlogged_ms = (x["handler_ms_per_delivered"] - (1 - b_bench) * unthrottled) / b_bench
     handler_ms = share_backlogged * backlogged_ms + (1 - share_backlogged) * unthrottled
     upstream_ms = x["upstream_latency_ms"] / batch
+    consumer_ms = handler_ms + upstream_ms
+    sim = simulated(x, volume, share_backlogged, window)
+    if sim:
+        invocations = volume * sim["invocations_per_message"]
+        consumer_ms = sim["consumer_ms_per_message"]
+        batch = 1 / sim["invocations_per_message"]
     replays = f["schedule_invocations"]
     cold_prod = x["cold_starts_per_function_per_day"] * days
     cold_cons = x["cold_starts_per_function_per_day"] * days if (volume or floor) else 0.0
@@ -309,7 +387,8 @@ def month_bill(
         "messages_per_second": rate,
         "mean_batch": batch,
         "consumer_invocations": invocations,
-        "consumer_ms_per_message": handler_ms + upstream_ms,
+        "consumer_ms_per_message": consumer_ms,
+        "consumer_figures_from": "simulation" if sim else "model (make bench)",
         "handler_ms_backlogged_message": backlogged_ms,
         "outbox_replays": replays,
     }
@@ -337,7 +416,7 @@ def month_bill(
         ("producer POSTs", singles * x["producer_ms_per_request"], prod["memory_gb"]),
         ("producer campaign POSTs", camp_calls * x["producer_ms_per_campaign_call"], prod["memory_gb"]),
         ("outbox replays", replays * x["outbox_replay_ms"], prod["memory_gb"]),
-        ("consumer", volume * (handler_ms + upstream_ms), cons["memory_gb"]),
+        ("consumer", volume * consumer_ms, cons["memory_gb"]),
         ("cold-start inits", (cold_prod + cold_cons) * x["init_ms"], prod["memory_gb"]),
     ):
         b.add("Lambda compute (arm64 GB-s)", "lambda_arm64_gb_s", ms / 1000 * mem, name)
@@ -348,14 +427,22 @@ def month_bill(
     if camp:
         b.add("SQS requests", "sqs_requests", volume * camp / 10, "SendMessageBatch (campaigns, in tens)")
     b.add("SQS requests", "sqs_requests", idle_polls, "idle long polls of the event source mapping")
-    b.add("SQS requests", "sqs_requests", invocations, "receives that return a batch")
-    b.add("SQS requests", "sqs_requests", invocations, "DeleteMessageBatch")
-    b.add(
-        "SQS requests",
-        "sqs_requests",
-        volume * share_backlogged * x["deferrals_per_backlogged_message"],
-        "ChangeMessageVisibility (deferrals)",
-    )
+    if sim:
+        b.add(
+            "SQS requests",
+            "sqs_requests",
+            volume * sim["sqs_requests_per_message"],
+            "the consumer's receives, window top-ups, DeleteMessageBatch and visibility changes (simulation)",
+        )
+    else:
+        b.add("SQS requests", "sqs_requests", invocations, "receives that return a batch")
+        b.add("SQS requests", "sqs_requests", invocations, "DeleteMessageBatch")
+        b.add(
+            "SQS requests",
+            "sqs_requests",
+            volume * share_backlogged * x["deferrals_per_backlogged_message"],
+            "ChangeMessageVisibility (deferrals)",
+        )
 
     # --- network
     if f["in_vpc"]:
@@ -539,6 +626,10 @@ def levers(f, prices, x, volume: float, share: float) -> dict[str, Any]:
         "with_xray (Tracing=Active: what tracing adds)": (traced, x),
         "campaigns_90 (90 % of messages posted as campaigns of 1,000 recipients)": (f, mass),
         "campaigns_90_lean_logs_ttl_1_day": (dict(f, status_ttl_days=1.0), dict(lean, campaign_share=0.9)),
+        "batching_window_0 (BatchingWindowSeconds=0: no top-up receives, smaller batches)": (
+            dict(f, batching_window_s=0.0),
+            x,
+        ),
     }.items():
         bb, _ = month_bill(ff, prices, xx, volume, share)
         ii, _ = month_bill(ff, prices, xx, 0.0, share, floor=True)
@@ -604,7 +695,8 @@ def print_bill(profile: str, fig: dict[str, Any]) -> None:
     print(
         f"  model: {m['messages_per_second']:.3f} msg/s, mean batch {m['mean_batch']:.2f}, "
         f"{m['consumer_invocations']:,.0f} consumer invocations, {m['consumer_ms_per_message']:.0f} ms consumer time/msg, "
-        f"{m['log_bytes_per_message']:,.0f} log bytes/msg, Redis data {m['redis_data_gib']:.2f} GiB"
+        f"{m['log_bytes_per_message']:,.0f} log bytes/msg, Redis data {m['redis_data_gib']:.2f} GiB; "
+        f"consumer figures from the {m['consumer_figures_from']}"
     )
     if "redis_resized" in m:
         print(f"  NOTE: {m['redis_resized']}")
