@@ -125,6 +125,7 @@ def sim_scenario(name: str, sent: int, invocations: int, receives: int, empty_lo
             "sqs_empty_long_polls": empty_long_polls,
             "sqs_deletes": invocations,
             "sqs_visibility_changes": 10,
+            "receives_per_delivered": 1.8,
             "fingerprint": "0",
         },
     }
@@ -157,6 +158,7 @@ def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volu
 
     assert cost.simulated(x, 1_000_000, 0.1, 1) == {
         "invocations_per_message": 0.9,
+        "records_per_invocation": 2.0,
         "sqs_requests_per_message": pytest.approx(2.91),
         "consumer_ms_per_message": 200.0,
     }
@@ -176,6 +178,7 @@ def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volu
     assert simulated["model"]["consumer_figures_from"] == "simulation"
     assert simulated["model"]["consumer_invocations"] == pytest.approx(900_000)
     assert simulated["model"]["consumer_ms_per_message"] == 200.0
+    assert simulated["model"]["mean_batch"] == 2.0
     assert "(simulation)" in simulated["lines"]["SQS requests"]["detail"]
     assert modelled["model"]["consumer_figures_from"] == "model (make bench)"
     assert "receives that return a batch" in modelled["lines"]["SQS requests"]["detail"]

@@ -71,7 +71,7 @@ SIM_SCENARIOS = {
     "cost-1m-w0": (1_000_000, 0),
 }
 SIM_SHARE_BACKLOGGED = 0.1
-SIM_FIGURES = ("invocations_per_message", "sqs_requests_per_message", "consumer_ms_per_message")
+SIM_FIGURES = ("invocations_per_message", "records_per_invocation", "sqs_requests_per_message", "consumer_ms_per_message")
 OUT = ROOT / "target" / "cost" / "report.json"
 TELEMETRY = ROOT / "shared" / "src" / "telemetry.rs"
 
@@ -154,11 +154,21 @@ def simulated_consumer(path: Path, values: dict[str, float], notes: dict[str, st
         volume, window = SIM_SCENARIOS.get(s.get("name"), (None, None))
         d = s.get("detail", {})
         sent = d.get("sent") or 0
-        if volume is None or sent <= 0 or "sqs_empty_long_polls" not in d or s.get("handler_ms_per_delivered") is None:
+        if (
+            volume is None
+            or sent <= 0
+            or not d.get("invocations")
+            or "sqs_empty_long_polls" not in d
+            or s.get("handler_ms_per_delivered") is None
+        ):
             continue
         what = f"simulation {s['name']} (seed {s.get('seed')}, fingerprint {d.get('fingerprint')}): "
         figures = {
             "invocations_per_message": (d["invocations"] / sent, "consumer invocations per delivered message"),
+            "records_per_invocation": (
+                d.get("receives_per_delivered", 1.0) * sent / d["invocations"],
+                "records per consumer invocation (a deferred record is handed over again)",
+            ),
             "sqs_requests_per_message": (
                 (d["sqs_receives"] - d["sqs_empty_long_polls"] + d["sqs_deletes"] + d["sqs_visibility_changes"]) / sent,
                 "the consumer's SQS requests per delivered message: receives (the batching window's top-ups included), "
@@ -379,7 +389,7 @@ def month_bill(
     if sim:
         invocations = volume * sim["invocations_per_message"]
         consumer_ms = sim["consumer_ms_per_message"]
-        batch = 1 / sim["invocations_per_message"]
+        batch = sim["records_per_invocation"]
     replays = f["schedule_invocations"]
     cold_prod = x["cold_starts_per_function_per_day"] * days
     cold_cons = x["cold_starts_per_function_per_day"] * days if (volume or floor) else 0.0
