@@ -18,9 +18,10 @@ What it reads:
   on. target/bench/report.json replaces the measured figures when it exists,
   and target/sim/cost-inputs.json (flat {"name": value}) any input it names;
 - target/sim/report.json, when `make sim` has run the cost scenarios
-  (sim/scenarios/cost-43k.toml, cost-1m.toml: a day of 43,200 and of 1
-  million messages a month, 10 % backlogged, the template's defaults; the
-  -w0 ones without the batching window): at those volumes and windows the
+  (sim/scenarios/cost-43k.toml, cost-1m.toml, cost-100m.toml: a day of
+  43,200, 1 million and 100 million messages a month, 10 % backlogged, the
+  template's defaults (cost-100m: the production profile's MaxConcurrency);
+  the -w0 ones without the batching window): at those volumes and windows the
   consumer's invocations, SQS requests (receives, the
   batching window's top-ups, deletes, visibility changes) and billed time
   per message are the simulation's, which runs the real consumer, instead
@@ -67,6 +68,7 @@ SIM_REPORT = ROOT / "target" / "sim" / "report.json"
 SIM_SCENARIOS = {
     "cost-43k": (43200, 1),
     "cost-1m": (1_000_000, 1),
+    "cost-100m": (100_000_000, 1),
     "cost-43k-w0": (43200, 0),
     "cost-1m-w0": (1_000_000, 0),
 }
