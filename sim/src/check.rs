@@ -20,13 +20,14 @@
 //!   for higher-priority traffic is not lateness.
 
 use crate::engine::{LambdaStats, Run};
+use crate::limiter::class;
 use crate::plot::{Busiest, PlotData};
 use crate::queue::{DeadCause, Requests};
 use crate::scenario::Scenario;
 use crate::workload::index_of;
 use serde::Serialize;
 use shared::limiter::Rate;
-use shared::message::{Priority, QueueMessage};
+use shared::message::QueueMessage;
 use shared::store::Status;
 
 /// AWS list prices (us-east-1, arm64), USD.
@@ -146,19 +147,24 @@ fn per(x: f64, sent: u64, places: i32) -> Option<f64> {
 
 /// Earliest send times of a perfect bucket for sorted arrivals (µs).
 fn ideal_times(arrivals: &[u64], per_minute: f64, burst: f64) -> Vec<u64> {
-    ideal_times_keeping(arrivals, &vec![0.0; arrivals.len()], per_minute, burst)
+    ideal_times_keeping(arrivals, std::iter::repeat(0.0), per_minute, burst)
 }
 
-/// The same, where the k-th message may only take a token while `kept[k]`
-/// more stay in the bucket (its class's reserve).
-fn ideal_times_keeping(arrivals: &[u64], kept: &[f64], per_minute: f64, burst: f64) -> Vec<u64> {
+/// The same, where the k-th message may only take a token while the k-th
+/// of `kept` more stay in the bucket (its class's reserve).
+fn ideal_times_keeping(
+    arrivals: &[u64],
+    kept: impl IntoIterator<Item = f64>,
+    per_minute: f64,
+    burst: f64,
+) -> Vec<u64> {
     let per_us = per_minute / 60e6;
     let mut tokens = burst;
     let mut last = 0u64;
     arrivals
         .iter()
         .zip(kept)
-        .map(|(&a, &kept)| {
+        .map(|(&a, kept)| {
             let need = 1.0 + kept;
             let mut t = a.max(last);
             tokens = (tokens + (t - last) as f64 * per_us).min(burst);
@@ -328,22 +334,19 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
         let (rate, burst) = s.limits.of(&w.accounts[account]);
         let ideal = ideal_times(&times, rate, burst);
         let backlogged = ideal.iter().zip(&times).any(|(i, t)| i > t);
-        let kept: Vec<f64> = ids
-            .iter()
-            .map(|&i| {
-                let class = match w.arrivals[i].priority {
-                    Priority::High => 0,
-                    Priority::Medium => 1,
-                    Priority::Low => 2,
-                };
-                Rate {
-                    per_minute: rate,
-                    burst,
-                }
-                .reserve(reserve_pct[class])
-            })
-            .collect();
-        let ideal_reserve = ideal_times_keeping(&times, &kept, rate, burst);
+        // Only backlogged accounts are measured against it.
+        let ideal_reserve = if backlogged {
+            let limit = Rate {
+                per_minute: rate,
+                burst,
+            };
+            let kept = ids
+                .iter()
+                .map(|&i| limit.reserve(reserve_pct[class(w.arrivals[i].priority)]));
+            ideal_times_keeping(&times, kept, rate, burst)
+        } else {
+            Vec::new()
+        };
         if !backlogged {
             stalled_quiet += ids
                 .iter()
@@ -366,12 +369,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             sends.push(at);
             let latency = at.saturating_sub(times[k]) as f64 / 1e6;
             max_latency = max_latency.max(latency);
-            by_priority[match w.arrivals[i].priority {
-                Priority::High => 0,
-                Priority::Medium => 1,
-                Priority::Low => 2,
-            }]
-            .push(latency);
+            by_priority[class(w.arrivals[i].priority)].push(latency);
             if !backlogged {
                 quiet.push(latency);
                 quiet_points.push((times[k] as f64 / 1e6, latency));
@@ -387,14 +385,16 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
                 burst,
             });
         }
-        for ((at, ideal_at), reserve_at) in sends.iter().zip(&ideal).zip(&ideal_reserve) {
+        for (at, ideal_at) in sends.iter().zip(&ideal) {
             let late = at.saturating_sub(*ideal_at) as f64 / 1e6;
             max_lateness = max_lateness.max(late);
             if backlogged {
                 max_lateness_backlogged = max_lateness_backlogged.max(late);
-                let late = at.saturating_sub(*reserve_at) as f64 / 1e6;
-                max_lateness_reserve = max_lateness_reserve.max(late);
             }
+        }
+        for (at, reserve_at) in sends.iter().zip(&ideal_reserve) {
+            let late = at.saturating_sub(*reserve_at) as f64 / 1e6;
+            max_lateness_reserve = max_lateness_reserve.max(late);
         }
         let last_actual = sends.last().copied().unwrap_or(0);
         if sends.len() as f64 > burst {
@@ -513,13 +513,13 @@ mod tests {
     fn a_perfect_bucket_keeping_a_reserve_sends_one_fewer_at_once() {
         // medium at burst 10 keeps one token: nine at once, then one per
         // interval, one interval behind the full bucket.
-        let ideal = ideal_times_keeping(&[0; 12], &[1.0; 12], 10.0, 10.0);
+        let ideal = ideal_times_keeping(&[0; 12], [1.0; 12], 10.0, 10.0);
         assert_eq!(&ideal[..9], &[0; 9]);
         assert_eq!(&ideal[9..], &[6 * S, 12 * S, 18 * S]);
         // A high message (nothing kept) behind them takes the reserve.
         let mut kept = [1.0; 10];
         kept[9] = 0.0;
-        assert_eq!(ideal_times_keeping(&[0; 10], &kept, 10.0, 10.0), [0; 10]);
+        assert_eq!(ideal_times_keeping(&[0; 10], kept, 10.0, 10.0), [0; 10]);
         assert_eq!(curve_violations(&ideal, 10.0, 10.0).0, 0);
     }
 }

@@ -31,7 +31,8 @@ struct Keys {
 #[derive(Debug, Clone, Default)]
 pub struct LimiterKeys(HashMap<String, Keys>);
 
-fn class(p: Priority) -> usize {
+/// A priority's index in per-class arrays: high, medium, low.
+pub(crate) fn class(p: Priority) -> usize {
     match p {
         Priority::High => 0,
         Priority::Medium => 1,
