@@ -131,7 +131,7 @@ def sim_scenario(name: str, sent: int, invocations: int, receives: int, empty_lo
     }
 
 
-def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volume(tmp_path):
+def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volume(tmp_path, monkeypatch):
     """With target/sim/report.json holding a cost scenario, the consumer's
     invocations, SQS requests and time per message at that volume and
     batching window are the simulation's; empty long polls stay the fixed
@@ -167,12 +167,8 @@ def test_the_simulations_cost_scenarios_replace_the_consumer_model_at_their_volu
     assert cost.simulated(x, 1_000_000, 0.25, 1) is None, "another share backlogged"
 
     out = tmp_path / "bill.json"
-    orig = cost.SIM_REPORT
-    try:
-        cost.SIM_REPORT = report
-        assert cost.main(["cost.py", "--out", str(out)]) == 0
-    finally:
-        cost.SIM_REPORT = orig
+    monkeypatch.setattr(cost, "SIM_REPORT", report)
+    assert cost.main(["cost.py", "--out", str(out)]) == 0
     bill = json.loads(out.read_text())["profiles"]["production"]
     simulated, modelled = bill["1000000"], bill["100000000"]
     assert simulated["model"]["consumer_figures_from"] == "simulation"

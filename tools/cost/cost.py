@@ -142,7 +142,8 @@ def load_inputs(
 
 def simulated_consumer(path: Path, values: dict[str, float], notes: dict[str, str]) -> list[str]:
     """The cost scenarios' consumer figures per delivered message, as
-    `sim.<volume>.<figure>` inputs; returns the scenarios taken. Empty long
+    `sim.<volume>.w<batching window>.<figure>` inputs; returns the scenarios
+    taken. Empty long
     polls are left out: the bill prices the event source mapping's idle polls
     as a fixed line."""
     if not path.exists():
@@ -377,7 +378,7 @@ def month_bill(
 
     # --- delivery model
     rate = volume / seconds
-    window = x["batching_window_s"] if f["batching_window_s"] is None else f["batching_window_s"]
+    window = f["batching_window_s"]
     batch = min(10.0, 1.0 + rate * window) if volume else 1.0
     receives = x["receives_per_delivered"]
     invocations = volume * receives / batch
