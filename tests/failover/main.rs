@@ -24,7 +24,9 @@
 mod harness;
 
 use anyhow::{Context, Result, ensure};
-use harness::{Faults, Msg, arrival_us, each_sent, enqueue, is_2xx, messages, stub_records};
+use harness::{
+    Faults, Msg, arrival_us, arrival_wall_us, each_sent, enqueue, is_2xx, messages, stub_records,
+};
 use integration_tests::{Stack, curve_violations, now_us, unique_account};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -116,7 +118,7 @@ async fn measure(
                 .entry(r["idempotencyKey"].as_str().unwrap_or_default().to_owned())
                 .or_default() += 1;
         }
-        let t = arrival_us(r);
+        let t = arrival_wall_us(r);
         m.calls_after_promotion_2s +=
             usize::from((promoted_us..promoted_us + 2_000_000).contains(&t));
         m.calls_without_replica += usize::from((promoted_us..replica_starts_us).contains(&t));
@@ -217,7 +219,7 @@ async fn failover_to_a_replica_that_lost_a_second_of_writes() -> Result<()> {
         stub_records(s, &set)
             .await?
             .iter()
-            .filter(|r| is_2xx(r) && arrival_us(r) < lag_us)
+            .filter(|r| is_2xx(r) && arrival_wall_us(r) < lag_us)
             .count()
     };
     let report = json!({

@@ -14,7 +14,7 @@
 //! it restarts `cargo lambda watch` (`faults.sh restart lambda`), which starts
 //! fresh function processes.
 
-use crate::harness::{Faults, arrival_us, enqueue, is_2xx, messages, settle};
+use crate::harness::{Faults, arrival_wall_us, enqueue, is_2xx, messages, settle};
 use anyhow::{Result, ensure};
 use integration_tests::{eventually, now_us, unique_account};
 use serde_json::json;
@@ -76,7 +76,7 @@ async fn consumer_killed_mid_batch_redelivers_exactly_once() -> Result<()> {
         .records
         .iter()
         .find(|r| is_2xx(r) && r["idempotencyKey"] == in_flight.as_str())
-        .map(|r| (arrival_us(r).saturating_sub(killed_us)) as f64 / 1e6);
+        .map(|r| (arrival_wall_us(r).saturating_sub(killed_us)) as f64 / 1e6);
     let unanswered = report.by_status.get(&0).copied().unwrap_or(0);
     eprintln!(
         "[faults] consumer killed mid-batch (pid {}): {unanswered} call(s) cut off, consumer restarted in {:.1}s, \

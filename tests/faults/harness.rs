@@ -251,8 +251,16 @@ pub async fn each_sent(s: &Stack, accounts: &[&str], n: usize) -> Result<()> {
     .await
 }
 
+/// When a record reached the stub on its monotonic clock: for intervals
+/// between arrivals (the limit's curve).
 pub fn arrival_us(r: &Value) -> u64 {
     r["receivedAtUs"].as_u64().unwrap_or(0)
+}
+
+/// When a record reached the stub on the system clock: for comparing with a
+/// time this test read from its own clock (a kill, a stop, a promotion).
+pub fn arrival_wall_us(r: &Value) -> u64 {
+    r["receivedAtWallUs"].as_u64().unwrap_or(0)
 }
 
 /// Status records (the Redis hash: `status`, `attempts`, `lastError`, ...)

@@ -5,7 +5,7 @@
 //! claims survive the restart. While it is down the consumer fails closed:
 //! no token, no call; its records are hidden for a few seconds and come back.
 
-use crate::harness::{Faults, Msg, arrival_us, enqueue, is_2xx, messages, settle};
+use crate::harness::{Faults, Msg, arrival_wall_us, enqueue, is_2xx, messages, settle};
 use anyhow::{Context, Result, ensure};
 use integration_tests::{eventually, now_us, unique_account};
 use serde_json::json;
@@ -94,7 +94,7 @@ async fn redis_restarted_mid_delivery_fails_closed_and_loses_nothing() -> Result
     let while_down = report
         .records
         .iter()
-        .filter(|r| (stopped_us + grace..restarting_us).contains(&arrival_us(r)))
+        .filter(|r| (stopped_us + grace..restarting_us).contains(&arrival_wall_us(r)))
         .count();
     let in_flight_status = report.statuses[&in_flight]["status"].clone();
     let failed_closed = f.log_count(&account, "redis unavailable: failing closed")
@@ -109,7 +109,7 @@ async fn redis_restarted_mid_delivery_fails_closed_and_loses_nothing() -> Result
     let sent_at_stop = report
         .records
         .iter()
-        .filter(|r| is_2xx(r) && arrival_us(r) < stopped_us)
+        .filter(|r| is_2xx(r) && arrival_wall_us(r) < stopped_us)
         .count();
     eprintln!(
         "[faults] redis restart: {sent_at_stop} of {n} delivered when Redis stopped, down {down_for:?}, \

@@ -440,7 +440,7 @@ impl Stack {
 }
 
 /// The current wall-clock time in µs since the Unix epoch, comparable with
-/// the stub's `receivedAtUs`.
+/// the stub's `receivedAtWallUs` (its system clock at arrival).
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

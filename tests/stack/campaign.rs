@@ -489,7 +489,8 @@ async fn a_scheduled_campaign_arrives_no_earlier_than_send_at() -> Result<()> {
     .await?;
     let due_us = (send_at.unix_timestamp_nanos() / 1000) as i64;
     for c in &calls {
-        let at = c["receivedAtUs"].as_i64().context("receivedAtUs")?;
+        // The stub's system clock at arrival, like the send_at read here.
+        let at = c["receivedAtWallUs"].as_i64().context("receivedAtWallUs")?;
         assert!(
             at >= due_us,
             "{} ms before its sendAt",
@@ -498,7 +499,7 @@ async fn a_scheduled_campaign_arrives_no_earlier_than_send_at() -> Result<()> {
     }
     let late_ms = calls
         .iter()
-        .filter_map(|c| c["receivedAtUs"].as_i64())
+        .filter_map(|c| c["receivedAtWallUs"].as_i64())
         .map(|at| (at - due_us) / 1000)
         .max()
         .unwrap_or(0);

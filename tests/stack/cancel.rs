@@ -112,7 +112,10 @@ async fn a_scheduled_message_reaches_the_stub_at_its_send_at() -> Result<()> {
     )
     .await?;
     let due_us = (send_at.unix_timestamp_nanos() / 1000) as i64;
-    let at_us = call["receivedAtUs"].as_i64().context("receivedAtUs")?;
+    // The stub's system clock at arrival, like the send_at read here.
+    let at_us = call["receivedAtWallUs"]
+        .as_i64()
+        .context("receivedAtWallUs")?;
     let late_ms = (at_us - due_us) / 1000;
     println!("scheduled message reached the stub {late_ms} ms after its sendAt");
     assert!(at_us >= due_us, "{late_ms} ms: before its sendAt");

@@ -61,7 +61,9 @@ async fn quiet_accounts_beside_a_backlog_being_posted() -> Result<()> {
         )
         .await?;
         ensure!(reqs.len() == 1, "{account}: {} requests", reqs.len());
-        let arrived = reqs[0]["receivedAtUs"].as_u64().context("receivedAtUs")?;
+        let arrived = reqs[0]["receivedAtWallUs"]
+            .as_u64()
+            .context("receivedAtWallUs")?;
         latencies.push(arrived.saturating_sub(*at) as f64 / 1e6);
     }
     let noisy_reqs = stack.stub_requests(&noisy).await?;

@@ -1,6 +1,6 @@
 //! End to end: POST /v1/messages → the stub's receipt, under the limit (one
 //! message per account, so nothing is throttled). Latency is the stub's
-//! `receivedAtUs` minus the client's clock just before the request.
+//! `receivedAtWallUs` minus the client's clock just before the request.
 
 use crate::stack::{self, now_us};
 use crate::stats::{percentile, round};
@@ -96,7 +96,7 @@ pub async fn run(args: &Args) -> Result<Value> {
                 && r.accepted()
                 && wanted.contains_key(k)
             {
-                received.insert(k.to_owned(), r.received_at_us);
+                received.insert(k.to_owned(), r.received_at_wall_us);
             }
         }
     }

@@ -564,7 +564,7 @@ fn markdown(r: &Value, goals: &[Goal], args: &Args) -> String {
     let _ = writeln!(
         s,
         "{} messages, one per account (never throttled), POSTed at {} per second; latency = \
-         the stub's `receivedAtUs` − the client's clock just before the POST: p50 **{} ms**, \
+         the stub's `receivedAtWallUs` − the client's clock just before the POST: p50 **{} ms**, \
          **p95 {} ms**, p99 {} ms, max {} ms ({} delivered of {} accepted). Goal: 100 ms \
          locally (the old design's budget was 3 s p95). The POST alone: p50 {} ms, p95 {} ms. \
          The path: producer → SQS → the poller's long poll (`WaitTimeSeconds` 1) → consumer \

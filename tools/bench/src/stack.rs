@@ -10,7 +10,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-/// Microseconds since the Unix epoch (the stub's clock is the same wall clock).
+/// Microseconds since the Unix epoch, on the system clock (the stub's
+/// `receivedAtWallUs` reads the same clock).
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -31,7 +32,10 @@ pub fn http() -> Result<reqwest::Client> {
 #[serde(rename_all = "camelCase")]
 pub struct StubRecord {
     pub idempotency_key: Option<String>,
+    /// Monotonic: for intervals between the stub's arrivals.
     pub received_at_us: i64,
+    /// The system clock at arrival: for comparing with this process's clock.
+    pub received_at_wall_us: i64,
     pub status: u16,
     pub violation: bool,
     pub duplicate: bool,

@@ -217,11 +217,18 @@ fn aborting_response() -> Response {
 /// The message route. See the crate documentation for the order of checks.
 pub(crate) async fn send_message(State(state): State<StubState>, request: Request) -> Response {
     let received_at_us = state.clock.now_us();
+    let received_at_wall_us = state.clock.wall_us();
     let (mut parts, body) = request.into_parts();
     let (account_id, recipient_id) = path_params(&mut parts).await;
     let key = idempotency_key(&parts.headers);
     let ticket = state
-        .admit(received_at_us, &account_id, &recipient_id, key.clone())
+        .admit(
+            received_at_us,
+            received_at_wall_us,
+            &account_id,
+            &recipient_id,
+            key.clone(),
+        )
         .await;
 
     let too_large = parts

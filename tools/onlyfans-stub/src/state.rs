@@ -31,9 +31,7 @@ impl Clock {
     #[must_use]
     pub fn new() -> Self {
         let anchor = Instant::now();
-        let anchor_wall_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let anchor_wall_us = system_us();
         Self {
             anchor_wall_us,
             anchor,
@@ -46,6 +44,20 @@ impl Clock {
         let elapsed = i64::try_from(self.anchor.elapsed().as_micros()).unwrap_or(i64::MAX);
         self.anchor_wall_us.saturating_add(elapsed)
     }
+
+    /// The system clock now, µs since the Unix epoch: what other processes
+    /// read as "now". It follows the system's corrections, so it can drift
+    /// from [`Clock::now_us`] (which measures intervals) while the stub runs.
+    #[must_use]
+    pub fn wall_us(&self) -> i64 {
+        system_us()
+    }
+}
+
+fn system_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl Default for Clock {
@@ -67,8 +79,16 @@ pub struct RequestRecord {
     pub recipient_id: String,
     /// The `Idempotency-Key` header, `null` when missing.
     pub idempotency_key: Option<String>,
-    /// Arrival time (start of the handler), microseconds since the Unix epoch, monotonic.
+    /// Arrival time (start of the handler), microseconds since the Unix
+    /// epoch, monotonic: the limit is judged on it, and intervals between
+    /// arrivals are measured with it.
     pub received_at_us: i64,
+    /// The system clock at arrival, microseconds since the Unix epoch: to
+    /// compare with a time another process read from its own clock (a
+    /// `sendAt`, a client's send time). Not monotonic: the system may
+    /// correct its clock while the stub runs (a CI run found the two 200 ms
+    /// apart after 15 minutes), so `receivedAtUs` can drift from it.
+    pub received_at_wall_us: i64,
     /// HTTP status answered; 0 when no answer was sent (a `reset` fault, a
     /// client that hung up first) or the answer is still being prepared.
     pub status: u16,
@@ -224,6 +244,7 @@ impl StubState {
     pub(crate) async fn admit(
         &self,
         received_at_us: i64,
+        received_at_wall_us: i64,
         account_id: &str,
         recipient_id: &str,
         idempotency_key: Option<String>,
@@ -246,6 +267,7 @@ impl StubState {
             recipient_id: recipient_id.to_owned(),
             idempotency_key,
             received_at_us,
+            received_at_wall_us,
             status: 0,
             violation,
             duplicate: false,

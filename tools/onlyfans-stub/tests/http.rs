@@ -127,6 +127,8 @@ impl Stub {
 #[tokio::test]
 async fn good_send_is_recorded_without_its_text() -> TestResult {
     let stub = Stub::start().await?;
+    let wall_us = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
+    let before_us = wall_us();
     let response = stub
         .send_raw(
             "acct_1",
@@ -160,8 +162,14 @@ async fn good_send_is_recorded_without_its_text() -> TestResult {
     assert_eq!(r.status, 200);
     assert!(!r.violation && !r.duplicate && r.fault.is_none());
     assert_eq!((r.text_len, r.media_urls), (5, 1));
-    let now_us = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-    assert!((now_us - i128::from(r.received_at_us)).abs() < 10_000_000);
+    let after_us = wall_us();
+    assert!((after_us - i128::from(r.received_at_us)).abs() < 10_000_000);
+    // The system clock at arrival: between the client's reads around the call.
+    let wall = i128::from(r.received_at_wall_us);
+    assert!(
+        (before_us..=after_us).contains(&wall),
+        "{before_us} <= {wall} <= {after_us}"
+    );
     let raw = stub.get("/__requests").await?.to_string();
     assert!(!raw.contains("héllo"), "the text itself is never stored");
 
@@ -629,6 +637,7 @@ async fn requests_filter_by_account_and_seq() -> TestResult {
         "recipientId",
         "idempotencyKey",
         "receivedAtUs",
+        "receivedAtWallUs",
         "status",
         "violation",
         "duplicate",
