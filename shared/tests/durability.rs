@@ -33,8 +33,10 @@ async fn until_info(url: &str, line: &str) -> TestResult {
 fn limiter_config() -> LimiterConfig {
     LimiterConfig {
         per_minute: NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),
-        burst: NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN),
-        reserve_medium_percent: 0,
+        // Two high sends at once: a burst of 3 less the guard (0.1 at
+        // 60/min); medium keeps one token back.
+        burst: NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN),
+        reserve_medium_percent: 50,
         reserve_low_percent: 0,
         clock: LimiterClock::Redis,
     }
@@ -102,9 +104,10 @@ async fn unconfirmed_tokens_claims_and_terminal_statuses_are_errors() -> TestRes
         t.elapsed() >= Duration::from_millis(100),
         "WAIT did not wait its timeout"
     );
-    // The bucket is now empty (burst 2: one taken and confirmed, one taken
-    // and refused): a denial writes nothing a failover could hand back.
-    let denied = limiter.acquire(&account, Priority::High).await?;
+    // One token is left (burst 3: one taken and confirmed, one taken and
+    // refused), and medium keeps it back: a denial writes nothing a
+    // failover could hand back.
+    let denied = limiter.acquire(&account, Priority::Medium).await?;
     assert!(!denied.is_allowed(), "{denied:?}");
     assert!(matches!(
         store
@@ -143,7 +146,7 @@ async fn unconfirmed_tokens_claims_and_terminal_statuses_are_errors() -> TestRes
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
         limiter
-            .acquire_as(&account, Priority::High, true)
+            .acquire_as(&account, Priority::Medium, true)
             .await?
             .is_allowed()
     );

@@ -188,16 +188,22 @@ async fn an_own_limit_applies_to_the_next_decision_and_shows_in_the_view() {
         (v.rate.per_minute, v.rate.burst, v.source),
         (60.0, 2.0, LimitSource::Account)
     );
-    // 9 tokens kept, capped at 2; low's 20 % of a burst of 2 reserves none.
+    // 9 tokens kept, capped at 2; low's 20 % of a burst of 2 reserves none,
+    // so low keeps only the guard (0.1 of a token at 60/min): one send.
     let view = l.view(&a).await.unwrap();
     assert_eq!((view.per_minute, view.burst), (60.0, 2.0));
     assert!(view.tokens <= 2.0, "{view:?}");
     assert!(l.acquire(&a, Priority::Low).await.unwrap().is_allowed());
-    assert!(l.acquire(&a, Priority::Low).await.unwrap().is_allowed());
     let d = l.acquire(&a, Priority::Low).await.unwrap();
     assert!(
-        d.wait() > Duration::from_millis(900) && d.wait() <= Duration::from_secs(1),
-        "60/min: about a second, {d:?}"
+        !d.is_allowed() && d.wait() <= Duration::from_millis(100),
+        "the guard: {d:?}"
+    );
+    let d2 = l.acquire(&a, Priority::Low).await.unwrap();
+    assert!(
+        d2.wait() > d.wait() + Duration::from_millis(900)
+            && d2.wait() <= d.wait() + Duration::from_secs(1),
+        "60/min: slots about a second apart, {d:?} then {d2:?}"
     );
     assert!(l.clear_limit(&a).await.unwrap());
     assert!(!l.clear_limit(&a).await.unwrap(), "already cleared");
@@ -212,13 +218,15 @@ async fn an_own_limit_applies_to_the_next_decision_and_shows_in_the_view() {
 async fn redis_clock_bucket_allows_burst_then_throttles() {
     let l = limiter(conn().await, 60, 5, LimiterClock::Redis);
     let a = account("burst");
-    for _ in 0..5 {
+    // A burst of 5 less the guard (0.1 of a token at 60/min): four at once,
+    // the fifth after the guard's 100 ms.
+    for _ in 0..4 {
         assert!(l.acquire(&a, Priority::High).await.unwrap().is_allowed());
     }
     let d = l.acquire(&a, Priority::High).await.unwrap();
     assert!(matches!(d, Decision::Throttled { .. }), "{d:?}");
     assert!(
-        d.wait() > Duration::from_millis(500) && d.wait() <= Duration::from_secs(1),
+        d.wait() > Duration::ZERO && d.wait() <= Duration::from_millis(100),
         "{d:?}"
     );
     // The next denial is spread one interval (1 s) further.
@@ -243,11 +251,12 @@ async fn priorities_keep_headroom_in_redis() {
         "medium leaves 10 %"
     );
     assert!(!l.acquire(&a, Priority::Medium).await.unwrap().is_allowed());
+    // The last token is high's, once the guard (its 100 ms of refill) is in.
+    let d = l.acquire(&a, Priority::High).await.unwrap();
     assert!(
-        l.acquire(&a, Priority::High).await.unwrap().is_allowed(),
-        "high takes the last token"
+        d.is_allowed() || d.wait() <= Duration::from_millis(100),
+        "high waits for the guard at most: {d:?}"
     );
-    assert!(!l.acquire(&a, Priority::High).await.unwrap().is_allowed());
 }
 
 #[tokio::test]
@@ -279,7 +288,8 @@ async fn concurrent_callers_never_take_more_than_the_burst() {
     for t in tasks {
         allowed += usize::from(t.await.unwrap());
     }
-    assert_eq!(allowed, 7);
+    // The burst less the guard (what 100 ms refills at 1/min).
+    assert_eq!(allowed, 6);
 }
 
 #[tokio::test]
@@ -293,16 +303,19 @@ async fn client_clock_never_runs_backwards() {
             .unwrap()
             .is_allowed()
     );
-    // An instance whose clock is an hour behind cannot mint tokens.
+    // An instance whose clock is an hour behind cannot mint tokens: it is
+    // given a slot counted from the bucket's time, not its own (a burst of
+    // one owes the guard: an interval and 100 ms).
+    let d = l
+        .acquire_raw(&a, Priority::High, 0, t - 3_600_000_000)
+        .await
+        .unwrap();
+    assert!(!d.is_allowed());
+    let slot = t + d.wait().as_micros() as u64;
+    assert!((1_100_000..=1_100_001).contains(&(slot - t)), "{d:?}");
+    // The denied message comes back at that slot and takes its token.
     assert!(
-        !l.acquire_raw(&a, Priority::High, 0, t - 3_600_000_000)
-            .await
-            .unwrap()
-            .is_allowed()
-    );
-    // The denied message comes back at the slot it was given.
-    assert!(
-        l.acquire_with(&a, Priority::High, 0, t + 1_000_000, true)
+        l.acquire_with(&a, Priority::High, 0, slot, true)
             .await
             .unwrap()
             .is_allowed()

@@ -43,17 +43,21 @@ async fn rediss_with_a_password_reaches_a_tls_only_server() -> TestResult {
         conn,
         LimiterConfig {
             per_minute: NonZeroU32::new(60).ok_or("rate")?,
-            burst: NonZeroU32::new(2).ok_or("burst")?,
-            reserve_medium_percent: 0,
+            // Two medium sends at once: a burst of 3, one token kept back.
+            burst: NonZeroU32::new(3).ok_or("burst")?,
+            reserve_medium_percent: 50,
             reserve_low_percent: 0,
             clock: LimiterClock::Redis,
         },
     );
     let account = AccountId::parse("tls_account").map_err(|e| e.0)?;
-    let first = limiter.acquire(&account, Priority::High).await?;
-    let second = limiter.acquire(&account, Priority::High).await?;
-    let third = limiter.acquire(&account, Priority::High).await?;
-    assert!(first.is_allowed() && second.is_allowed(), "the burst of 2");
+    let first = limiter.acquire(&account, Priority::Medium).await?;
+    let second = limiter.acquire(&account, Priority::Medium).await?;
+    let third = limiter.acquire(&account, Priority::Medium).await?;
+    assert!(
+        first.is_allowed() && second.is_allowed(),
+        "a burst of 3 less medium's reserve"
+    );
     assert!(!third.is_allowed(), "the third within a second waits");
 
     // The same server refuses a client without the password, and plain TCP.

@@ -100,8 +100,9 @@ async fn small_profile_reads_ssm_reaches_tls_redis_with_auth_on_the_client_clock
         ("ONLYFANS_API_TOKEN_PARAMETER", TOKEN_PARAMETER.to_owned()),
         ("LIMITER_CLOCK", "client".to_owned()),
         ("RATE_LIMIT_PER_MINUTE", "60".to_owned()),
-        ("RATE_LIMIT_BURST", "2".to_owned()),
-        ("RATE_LIMIT_RESERVE_MEDIUM_PERCENT", "0".to_owned()),
+        // Two medium sends at once: a burst of 3, one token kept back.
+        ("RATE_LIMIT_BURST", "3".to_owned()),
+        ("RATE_LIMIT_RESERVE_MEDIUM_PERCENT", "50".to_owned()),
         ("RATE_LIMIT_RESERVE_LOW_PERCENT", "0".to_owned()),
     ]);
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
@@ -130,10 +131,13 @@ async fn small_profile_reads_ssm_reaches_tls_redis_with_auth_on_the_client_clock
     let limiter = RedisLimiter::new(conn, config.limiter);
     let account =
         AccountId::parse(&format!("small_{}", uuid::Uuid::new_v4().simple())).map_err(|e| e.0)?;
-    let first = limiter.acquire(&account, Priority::High).await?;
-    let second = limiter.acquire(&account, Priority::High).await?;
-    let third = limiter.acquire(&account, Priority::High).await?;
-    assert!(first.is_allowed() && second.is_allowed(), "the burst of 2");
+    let first = limiter.acquire(&account, Priority::Medium).await?;
+    let second = limiter.acquire(&account, Priority::Medium).await?;
+    let third = limiter.acquire(&account, Priority::Medium).await?;
+    assert!(
+        first.is_allowed() && second.is_allowed(),
+        "a burst of 3 less medium's reserve"
+    );
     assert!(!third.is_allowed(), "the third within a second waits");
 
     // A parameter that does not exist is an error naming it, not a panic.

@@ -16,8 +16,9 @@
 //!   bucket (FIFO per account, full burst) could have sent it; and against
 //!   a perfect bucket that keeps each class's reserve back as the limiter
 //!   does (a `medium` message needs one token more than it takes at a burst
-//!   of 10, a `low` one two): the "ideal slot", where capacity kept
-//!   for higher-priority traffic is not lateness.
+//!   of 10, a `low` one two, every class at least the guard against the
+//!   upstream's latency spread): the "ideal slot", where capacity
+//!   kept for higher-priority traffic or for the curve is not lateness.
 
 use crate::engine::{LambdaStats, Run};
 use crate::limiter::class;
@@ -147,14 +148,16 @@ fn per(x: f64, sent: u64, places: i32) -> Option<f64> {
 
 /// Earliest send times of a perfect bucket for sorted arrivals (µs).
 fn ideal_times(arrivals: &[u64], per_minute: f64, burst: f64) -> Vec<u64> {
-    ideal_times_keeping(arrivals, std::iter::repeat(0.0), per_minute, burst)
+    ideal_times_keeping(arrivals, std::iter::repeat((1.0, 1.0)), per_minute, burst)
 }
 
-/// The same, where the k-th message may only take a token while the k-th
-/// of `kept` more stay in the bucket (its class's reserve).
+/// The same, where the k-th message needs the k-th of `need_take`'s first
+/// figure in the bucket and takes its second (one token, plus what a bucket
+/// too small to keep its class's reserve and guard owes:
+/// [`Rate::need_and_take`]).
 fn ideal_times_keeping(
     arrivals: &[u64],
-    kept: impl IntoIterator<Item = f64>,
+    need_take: impl IntoIterator<Item = (f64, f64)>,
     per_minute: f64,
     burst: f64,
 ) -> Vec<u64> {
@@ -163,16 +166,15 @@ fn ideal_times_keeping(
     let mut last = 0u64;
     arrivals
         .iter()
-        .zip(kept)
-        .map(|(&a, kept)| {
-            let need = 1.0 + kept;
+        .zip(need_take)
+        .map(|(&a, (need, take))| {
             let mut t = a.max(last);
             tokens = (tokens + (t - last) as f64 * per_us).min(burst);
             if tokens < need {
                 t += ((need - tokens) / per_us).ceil() as u64;
                 tokens = need;
             }
-            tokens -= 1.0;
+            tokens -= take;
             last = t;
             t
         })
@@ -342,7 +344,7 @@ pub fn report(s: &Scenario, run: &Run, wall_s: f64) -> ScenarioReport {
             };
             let kept = ids
                 .iter()
-                .map(|&i| limit.reserve(reserve_pct[class(w.arrivals[i].priority)]));
+                .map(|&i| limit.need_and_take(reserve_pct[class(w.arrivals[i].priority)]));
             ideal_times_keeping(&times, kept, rate, burst)
         } else {
             Vec::new()
@@ -513,13 +515,40 @@ mod tests {
     fn a_perfect_bucket_keeping_a_reserve_sends_one_fewer_at_once() {
         // medium at burst 10 keeps one token: nine at once, then one per
         // interval, one interval behind the full bucket.
-        let ideal = ideal_times_keeping(&[0; 12], [1.0; 12], 10.0, 10.0);
+        let ideal = ideal_times_keeping(&[0; 12], [(2.0, 1.0); 12], 10.0, 10.0);
         assert_eq!(&ideal[..9], &[0; 9]);
         assert_eq!(&ideal[9..], &[6 * S, 12 * S, 18 * S]);
         // A high message (nothing kept) behind them takes the reserve.
-        let mut kept = [1.0; 10];
-        kept[9] = 0.0;
-        assert_eq!(ideal_times_keeping(&[0; 10], kept, 10.0, 10.0), [0; 10]);
+        let mut need_take = [(2.0, 1.0); 10];
+        need_take[9] = (1.0, 1.0);
+        assert_eq!(
+            ideal_times_keeping(&[0; 10], need_take, 10.0, 10.0),
+            [0; 10]
+        );
         assert_eq!(curve_violations(&ideal, 10.0, 10.0).0, 0);
+    }
+
+    #[test]
+    fn the_ideal_keeps_what_the_limiter_keeps() {
+        // The limiter's own figures: at 60/min a high send leaves the guard
+        // (a tenth of a token), so the tenth of a burst of 10 waits for it.
+        // (Float refill: a microsecond either way.)
+        let near = |got: u64, want: u64| got.abs_diff(want) <= 2;
+        let limit = Rate {
+            per_minute: 60.0,
+            burst: 10.0,
+        };
+        let ideal = ideal_times_keeping(&[0; 10], [limit.need_and_take(0); 10], 60.0, 10.0);
+        assert_eq!(&ideal[..9], &[0; 9]);
+        assert!(near(ideal[9], S / 10), "{ideal:?}");
+        // A burst of 1 owes the guard: one interval and the spread apart.
+        let one = Rate {
+            per_minute: 60.0,
+            burst: 1.0,
+        };
+        let ideal = ideal_times_keeping(&[0; 3], [one.need_and_take(0); 3], 60.0, 1.0);
+        assert_eq!(ideal[0], 0);
+        assert!(near(ideal[1], S + S / 10), "{ideal:?}");
+        assert!(near(ideal[2], 2 * (S + S / 10)), "{ideal:?}");
     }
 }

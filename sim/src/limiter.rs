@@ -220,7 +220,8 @@ mod tests {
             10,
             (10, 20),
         );
-        for _ in 0..10 {
+        // The burst less the guard (what 100 ms refills): nine at once.
+        for _ in 0..9 {
             assert!(
                 l.acquire(&acct(), Priority::High)
                     .await
@@ -235,16 +236,20 @@ mod tests {
                     .await
                     .unwrap()
                     .wait()
-                    .as_secs(),
+                    .as_millis(),
             );
         }
-        assert_eq!(waits, vec![6, 12, 18]);
+        assert_eq!(waits, vec![100, 6_100, 12_100]);
         tokio::time::sleep(Duration::from_secs(6)).await;
-        // A newcomer queues behind the three slots; the first slot's holder
-        // takes its token.
+        // A newcomer queues behind the three slots (the next free one is at
+        // 18.1 s); the first slot's holder takes its token.
         assert_eq!(
-            l.acquire(&acct(), Priority::High).await.unwrap().wait(),
-            Duration::from_secs(18)
+            l.acquire(&acct(), Priority::High)
+                .await
+                .unwrap()
+                .wait()
+                .as_millis(),
+            12_100
         );
         assert!(
             l.acquire_as(&acct(), Priority::High, true)
@@ -269,31 +274,34 @@ mod tests {
                 burst: 2.0,
             }),
         );
-        // Low's 20 % of a burst of 2 reserves nothing.
-        for _ in 0..2 {
-            assert!(
-                l.acquire(&acct(), Priority::Low)
-                    .await
-                    .unwrap()
-                    .is_allowed()
-            );
-        }
-        assert_eq!(
-            l.acquire(&acct(), Priority::Low).await.unwrap().wait(),
-            Duration::from_secs(1)
-        );
-        l.set_limit(&acct(), None);
-        // Back to 600/min: the empty bucket holds a token again after 0.1 s
-        // (at 60/min it would take 1 s); high has no slots ahead, so it goes.
-        tokio::time::sleep(Duration::from_millis(99)).await;
+        // Low's 20 % of a burst of 2 reserves nothing; it keeps the guard
+        // (0.1 of a token at 60/min): one at once, the next 0.1 s later.
         assert!(
-            !l.acquire(&acct(), Priority::High)
+            l.acquire(&acct(), Priority::Low)
                 .await
                 .unwrap()
                 .is_allowed()
         );
+        assert_eq!(
+            l.acquire(&acct(), Priority::Low)
+                .await
+                .unwrap()
+                .wait()
+                .as_millis(),
+            100
+        );
+        l.set_limit(&acct(), None);
+        // Back to 600/min, where the guard is a whole token: the bucket's
+        // one token becomes two after 0.1 s (at 60/min it would take 1 s);
+        // high has no slots ahead, so it goes then.
+        tokio::time::sleep(Duration::from_millis(99)).await;
+        let d = l.acquire(&acct(), Priority::High).await.unwrap();
+        assert!(
+            !d.is_allowed() && d.wait() <= Duration::from_millis(1),
+            "{d:?}"
+        );
         // The denied message comes back at the slot it was given.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(d.wait()).await;
         assert!(
             l.acquire_as(&acct(), Priority::High, true)
                 .await
@@ -330,13 +338,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_outage_fails_and_lost_keys_refill_the_bucket() {
+        // A burst of 2 at 10/min: one at once (the second would leave less
+        // than the guard), then nothing.
         let l = TwinLimiter::new(Clock::starting_at(crate::engine::WALL_START), 10, 2, (0, 0));
-        assert!(
-            l.acquire(&acct(), Priority::High)
-                .await
-                .unwrap()
-                .is_allowed()
-        );
         assert!(
             l.acquire(&acct(), Priority::High)
                 .await

@@ -15,6 +15,13 @@ const US_PER_MINUTE: f64 = 60_000_000.0;
 /// that accrue meanwhile still belong to the slots' holders.
 pub const LATE_US: u64 = 2_000_000;
 
+/// How far apart the upstream may see two sends whose grants were an exact
+/// interval apart: their latencies (the limiter's reply, the HTTP call, the
+/// network) differ by up to this much, and the upstream counts arrivals.
+/// Every send leaves this much refill in the bucket ([`Rate::guard`]), so
+/// arrivals up to this much closer than their grants still keep the curve.
+pub const ARRIVAL_SPREAD_US: u64 = 100_000;
+
 /// The bucket's stored state: `tokens` as of time `ts_us`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketState {
@@ -58,14 +65,45 @@ impl Rate {
             .min(self.burst - 1.0)
     }
 
+    /// Tokens every send leaves in the bucket whatever its class, so that
+    /// arrivals spread by up to [`ARRIVAL_SPREAD_US`] against their grants
+    /// stay within the limit the upstream counts: what refill adds in that
+    /// time. A send that drains a bucket to zero is granted exactly on the
+    /// curve, and a later call that arrives a few milliseconds sooner than
+    /// the one before it breaks it.
+    pub fn guard(&self) -> f64 {
+        ARRIVAL_SPREAD_US as f64 * self.per_us()
+    }
+
+    /// Tokens a class with `percent` reserved leaves after a send: its
+    /// reserve, and at least the [`Rate::guard`].
+    pub fn kept(&self, percent: u8) -> f64 {
+        self.reserve(percent).max(self.guard())
+    }
+
+    /// What a send of a class with `percent` reserved needs in the bucket,
+    /// and what it takes: one token and what it must leave. A bucket too
+    /// small to hold both (a burst of 1; a small burst at a fast rate) is
+    /// asked for what it holds when full, and the rest is owed (the tokens go
+    /// below zero): such an account's sends are spaced by the spread beyond
+    /// an interval, which is what keeps their arrivals on its curve.
+    pub fn need_and_take(&self, percent: u8) -> (f64, f64) {
+        let need = 1.0 + self.kept(percent);
+        if need > self.burst {
+            (self.burst, 1.0 + need - self.burst)
+        } else {
+            (need, 1.0)
+        }
+    }
+
     /// How long a token may wait for a holder who comes back late before
     /// the bucket overflows: the time refill takes from the tokens a class
-    /// with `percent` reserved needs for a send (one plus its reserve) to a
+    /// with `percent` reserved needs for a send (one plus what it keeps) to a
     /// full bucket. A message deferred through the queue comes back up to
     /// a few seconds after its slot; within this slack its token is still
     /// there and nothing of the budget is lost.
     pub fn slack(&self, percent: u8) -> Duration {
-        let tokens = (self.burst - 1.0 - self.reserve(percent)).max(0.0);
+        let tokens = (self.burst - 1.0 - self.kept(percent)).max(0.0);
         Duration::from_micros((tokens * US_PER_MINUTE / self.per_minute).round() as u64)
     }
 
@@ -74,9 +112,10 @@ impl Rate {
         self.per_minute / US_PER_MINUTE
     }
 
-    /// One refill interval in microseconds: the spacing of deferral slots.
-    pub fn interval_us(&self) -> u64 {
-        (1.0 / self.per_us()).ceil() as u64
+    /// What refill takes to give back `take` tokens, in microseconds: the
+    /// spacing of deferral slots (one refill interval for a take of one).
+    pub fn spacing_us(&self, take: f64) -> u64 {
+        (take / self.per_us()).ceil() as u64
     }
 
     /// Tokens in a bucket at `now_us`, refilled and capped, without taking any.
@@ -169,14 +208,14 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
             limit: rate,
         };
     }
-    let need = 1.0 + rate.reserve(input.reserve_percent);
+    let (need, take) = rate.need_and_take(input.reserve_percent);
     // First come, first served: a message without a slot queues behind the
     // slots still ahead, unless the bucket holds more than their holders can
     // use (slots nobody came for).
     let spare = tokens - need - 1.0 - LATE_US as f64 * rate.per_us();
     let queued = !input.held && input.horizon_us.is_some_and(|h| h > now) && spare < 0.0;
     if tokens >= need && !queued {
-        let left = tokens - 1.0;
+        let left = tokens - take;
         return Outcome {
             decision: Decision::Allowed { tokens_left: left },
             bucket: Some(BucketState {
@@ -210,7 +249,7 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
             slack: rate.slack(input.reserve_percent),
         },
         bucket: None,
-        horizon_us: Some(slot + rate.interval_us()),
+        horizon_us: Some(slot + rate.spacing_us(take)),
         limit: rate,
     }
 }
@@ -231,6 +270,12 @@ mod tests {
     use proptest::prelude::*;
 
     const T0: u64 = 1_700_000_000_000_000;
+
+    /// `d` is `ms` milliseconds, give or take the microsecond a wait is
+    /// rounded up by when the tokens it waits for are a float.
+    fn about(d: Duration, ms: u64) -> bool {
+        d.as_micros().abs_diff(u128::from(ms) * 1000) <= 1
+    }
     const SEC: u64 = 1_000_000;
 
     /// A fake-clock simulation of one account's bucket and its horizons
@@ -301,8 +346,9 @@ mod tests {
         assert_eq!(ms(r(60.0, 10.0).slack(10)), 8_000);
         assert_eq!(ms(r(10.0, 10.0).slack(10)), 48_000);
         assert_eq!(ms(r(600.0, 10.0).slack(10)), 800);
-        // high: nothing kept back
-        assert_eq!(ms(r(600.0, 10.0).slack(0)), 900);
+        // high: only the guard kept back (at 600/min, 100 ms is a token)
+        assert_eq!(ms(r(600.0, 10.0).slack(0)), 800);
+        assert_eq!(ms(r(10.0, 10.0).slack(0)), 53_900);
         // a burst of one has none
         assert_eq!(r(60.0, 1.0).slack(50), Duration::ZERO);
         // the decision carries it
@@ -334,7 +380,8 @@ mod tests {
     /// holders (a plain token bucket) they get a full bucket every round.
     #[test]
     fn callers_that_keep_no_slot_must_ask_as_holders() {
-        for (held, want_at_least) in [(false, 0), (true, 120)] {
+        // Nine a round: a full bucket less the guard (a token at 600/min).
+        for (held, want_at_least) in [(false, 0), (true, 108)] {
             let mut s = Sim::new(600.0, 10.0);
             let mut sent = 0;
             for _round in 0..12 {
@@ -346,7 +393,7 @@ mod tests {
             if held {
                 assert!(sent >= want_at_least, "{sent} in 60 s");
             } else {
-                assert_eq!(sent, 10, "the burst, then nothing: {sent}");
+                assert_eq!(sent, 9, "the burst but the guard, then nothing: {sent}");
             }
         }
     }
@@ -354,19 +401,33 @@ mod tests {
     #[test]
     fn full_bucket_allows_burst_then_throttles_for_one_interval() {
         let mut s = Sim::new(10.0, 10.0);
-        for _ in 0..10 {
+        // Nine at once; the tenth needs the guard (what 100 ms refills) on top.
+        for _ in 0..9 {
             assert!(s.take(0).is_allowed());
         }
-        // Empty: the next token is 6 s away (10 per minute).
+        assert!(about(s.take(0).wait(), 100));
+        s.advance(100_000);
+        assert!(s.take_as(0, true).is_allowed());
+        // Then one per interval: the next slot is 6 s after the tenth's.
         assert_eq!(s.take(0).wait(), Duration::from_secs(6));
     }
 
     #[test]
-    fn exactly_one_token_is_enough_and_leaves_zero() {
+    fn a_burst_of_one_owes_the_guard() {
+        // 60/min, burst 1: a send takes the token and owes the guard (what
+        // 100 ms refills), so sends are 1.1 s apart, never closer than an
+        // interval at the upstream when a call's latency is up to 100 ms
+        // shorter than the one before it.
         let mut s = Sim::new(60.0, 1.0);
-        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
+        let Decision::Allowed { tokens_left } = s.take(0) else {
+            panic!("a full bucket of one sends");
+        };
+        assert!((tokens_left + 0.1).abs() < 1e-9, "{tokens_left}");
         s.advance(SEC);
-        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
+        let wait = s.take_as(0, true).wait();
+        assert!(about(wait, 100), "{wait:?}");
+        s.advance(wait.as_micros() as u64);
+        assert!(s.take_as(0, true).is_allowed());
     }
 
     #[test]
@@ -398,37 +459,39 @@ mod tests {
 
     #[test]
     fn long_idle_refills_only_to_capacity() {
+        // Burst 3: two at once (the third would leave less than the guard),
+        // and after a day no more than that again.
         let mut s = Sim::new(10.0, 3.0);
-        for _ in 0..3 {
-            assert!(s.take(0).is_allowed());
-        }
+        let at_once = |s: &mut Sim| (0..5).filter(|_| s.take(0).is_allowed()).count();
+        assert_eq!(at_once(&mut s), 2);
         s.advance(24 * 3600 * SEC);
-        for _ in 0..3 {
-            assert!(s.take(0).is_allowed());
-        }
-        assert!(!s.take(0).is_allowed());
+        assert_eq!(at_once(&mut s), 2);
     }
 
     #[test]
     fn burst_of_one_spaces_every_message() {
+        // 10/min, burst 1: one interval (6 s) and the guard's 100 ms apart.
         let mut s = Sim::new(10.0, 1.0);
         assert!(s.take(0).is_allowed());
-        s.advance(6 * SEC - 1);
+        s.advance(STEP_10 - 1);
         assert!(!s.take(0).is_allowed());
         s.advance(1);
         // The denied message comes back at its slot and takes its token.
         assert!(s.take_as(0, true).is_allowed());
     }
 
+    /// Sends of a burst of one at 10/min: one interval and the guard apart.
+    const STEP_10: u64 = 6 * SEC + 100_000;
+
     #[test]
     fn a_newcomer_queues_behind_the_slots_ahead() {
         let mut s = Sim::new(10.0, 1.0);
         assert!(s.take(0).is_allowed());
-        // A is given the slot at 6 s.
-        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
-        s.advance(6 * SEC);
-        // B arrives as A's token does: B queues (slot 12 s, 6 s from now)...
-        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
+        // A is given the slot at one step.
+        assert_eq!(s.take(0).wait(), Duration::from_micros(STEP_10));
+        s.advance(STEP_10);
+        // B arrives as A's token does: B queues (slot two steps in)...
+        assert_eq!(s.take(0).wait(), Duration::from_micros(STEP_10));
         // ... and A, back at its slot, takes the token it was promised.
         assert!(s.take_as(0, true).is_allowed());
     }
@@ -437,10 +500,10 @@ mod tests {
     fn a_holder_denied_gets_the_exact_wait_and_no_new_slot() {
         let mut s = Sim::new(10.0, 1.0);
         assert!(s.take(0).is_allowed());
-        assert_eq!(s.take(0).wait(), Duration::from_secs(6));
+        assert_eq!(s.take(0).wait(), Duration::from_micros(STEP_10));
         let horizon = s.horizon(0);
         // Back half a second early (a clock ahead): wait the half second.
-        s.advance(5_500_000);
+        s.advance(STEP_10 - 500_000);
         assert_eq!(s.take_as(0, true).wait(), Duration::from_millis(500));
         assert_eq!(s.horizon(0), horizon, "no slot taken");
         s.advance(500_000);
@@ -450,38 +513,42 @@ mod tests {
     #[test]
     fn tokens_of_slots_nobody_came_for_go_to_newcomers() {
         let mut s = Sim::new(10.0, 10.0);
-        for _ in 0..10 {
+        for _ in 0..9 {
             assert!(s.take(0).is_allowed());
         }
-        // Three slots handed out (6, 12, 18 s); their messages never come
-        // (cancelled, say). At 17 s the horizon (24 s) is still ahead, but
-        // the bucket holds 2.8 tokens: more than the holder due at 18 s can
-        // use, so a newcomer takes one.
-        let waits: Vec<u64> = (0..3).map(|_| s.take(0).wait().as_secs()).collect();
-        assert_eq!(waits, vec![6, 12, 18]);
-        s.advance(11 * SEC);
-        assert!(!s.take(0).is_allowed(), "1.1 tokens: the 12 s holder's");
+        // Three slots handed out (0.1, 6.1, 12.1 s: the first waits for
+        // the guard); their messages never come (cancelled, say). At 11 s the
+        // horizon (18.1 s) is still ahead, but the bucket holds 2.83
+        // tokens: more than a holder due now can use, with the guard and
+        // what accrues while it is up to 2 s late, so a newcomer takes one.
+        let waits: Vec<u64> = (0..3)
+            .map(|_| s.take(0).wait().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, vec![100, 6_100, 12_100]);
+        s.advance(5 * SEC);
+        assert!(!s.take(0).is_allowed(), "1.83 tokens: the holders'");
         s.advance(6 * SEC);
-        assert!(s.take(0).is_allowed(), "2.8 tokens: one is spare");
+        assert!(s.take(0).is_allowed(), "2.83 tokens: one is spare");
     }
 
     #[test]
     fn very_high_rates_do_not_overflow_or_round_to_zero() {
-        let mut s = Sim::new(6_000_000.0, 1000.0); // 100 000 per second
-        for _ in 0..1000 {
+        // 100 000 per second; the guard (100 ms) is 10 000 tokens.
+        let mut s = Sim::new(6_000_000.0, 100_000.0);
+        for _ in 0..90_000 {
             assert!(s.take(0).is_allowed());
         }
         let d = s.take(0);
         assert_eq!(d.wait(), Duration::from_micros(10));
         s.advance(10);
         assert!(s.take_as(0, true).is_allowed());
-        assert_eq!(s.rate.interval_us(), 10);
+        assert_eq!(s.rate.spacing_us(1.0), 10);
     }
 
     #[test]
     fn a_clock_that_does_not_advance_mints_nothing() {
+        // 600/min, burst 2: one send (the guard is a token), then nothing.
         let mut s = Sim::new(600.0, 2.0);
-        assert!(s.take(0).is_allowed());
         assert!(s.take(0).is_allowed());
         for _ in 0..100 {
             assert!(!s.take(0).is_allowed());
@@ -495,7 +562,9 @@ mod tests {
         assert!(s.take(0).is_allowed());
         s.now -= 5 * SEC; // a skewed instance (client clock mode)
         assert!(!s.take(0).is_allowed());
-        s.now += 5 * SEC + 100_000; // 0.1 s after the last take: one token at 600/min
+        // 0.2 s after the last take: at 600/min a burst of 1 owes the guard,
+        // a whole token, so its sends are two intervals apart.
+        s.now += 5 * SEC + 200_000;
         assert!(s.take_as(0, true).is_allowed(), "back at its slot");
     }
 
@@ -503,8 +572,10 @@ mod tests {
     fn deferrals_are_spread_one_interval_apart() {
         let mut s = Sim::new(10.0, 1.0);
         assert!(s.take(0).is_allowed());
-        let waits: Vec<u64> = (0..5).map(|_| s.take(0).wait().as_secs()).collect();
-        assert_eq!(waits, vec![6, 12, 18, 24, 30]);
+        let waits: Vec<u64> = (0..5)
+            .map(|_| s.take(0).wait().as_micros() as u64)
+            .collect();
+        assert_eq!(waits, (1..=5).map(|k| k * STEP_10).collect::<Vec<_>>());
     }
 
     #[test]
@@ -545,10 +616,10 @@ mod tests {
             sent += 1;
         }
         assert_eq!(sent, 8);
-        // A high message behind that low backlog goes at once.
+        // A high message behind that low backlog goes at once; the next
+        // high one waits only for the guard (its 100 ms of refill).
         assert!(s.take(0).is_allowed());
-        assert!(s.take(0).is_allowed());
-        assert!(!s.take(0).is_allowed());
+        assert!(about(s.take(0).wait(), 100));
     }
 
     #[test]
@@ -584,11 +655,11 @@ mod tests {
             per_minute: 120.0,
             burst: 2.0,
         });
+        // Burst 2 less the guard (0.2 of a token at 120/min): one at once.
         assert!(s.take(0).is_allowed());
-        assert!(s.take(0).is_allowed());
-        // 120 per minute: the next token is 0.5 s away, slots 0.5 s apart.
-        assert_eq!(s.take(0).wait(), Duration::from_millis(500));
-        assert_eq!(s.take(0).wait(), Duration::from_millis(1000));
+        // 120 per minute: the guard is 0.1 s away, slots 0.5 s apart.
+        assert_eq!(s.take(0).wait(), Duration::from_millis(100));
+        assert_eq!(s.take(0).wait(), Duration::from_millis(600));
     }
 
     #[test]
@@ -601,17 +672,22 @@ mod tests {
         });
         // 9 tokens kept, capped at the new burst of 2.
         assert_eq!(s.take(0), Decision::Allowed { tokens_left: 1.0 });
-        assert_eq!(s.take(0), Decision::Allowed { tokens_left: 0.0 });
-        assert_eq!(s.take(0).wait(), Duration::from_secs(1));
-        // Back to the defaults: the bucket is kept (empty), refilled at 10/min.
+        // One token left is less than one and the guard (0.1 at 60/min).
+        assert!(about(s.take(0).wait(), 100));
+        // Back to the defaults: the bucket is kept (one token), refilled at
+        // 10/min: 0.9 s later it holds 1.15, enough with the guard.
         s.own = None;
-        s.advance(SEC);
-        assert_eq!(s.take_as(0, true).wait(), Duration::from_secs(5));
+        s.advance(900_000);
+        let Decision::Allowed { tokens_left } = s.take_as(0, true) else {
+            panic!("1.15 tokens are enough");
+        };
+        assert!((tokens_left - 0.15).abs() < 1e-9, "{tokens_left}");
         // A larger burst does not mint tokens: refill still counts from ts.
         s.own = Some(Rate {
             per_minute: 60.0,
             burst: 100.0,
         });
+        s.advance(SEC);
         assert!(
             s.take_as(0, true).is_allowed(),
             "1 s at 60/min is one token"
@@ -622,13 +698,13 @@ mod tests {
     #[test]
     fn reserves_come_from_the_burst_in_force() {
         // Default burst 10 reserves 2 for low; an own burst of 2 reserves
-        // min(floor(0.4), 1) = 0, so low is still served.
+        // min(floor(0.4), 1) = 0, so low is still served (keeping only the
+        // guard, a token at 600/min).
         let mut s = Sim::new(600.0, 10.0);
         s.own = Some(Rate {
             per_minute: 600.0,
             burst: 2.0,
         });
-        assert!(s.take(20).is_allowed());
         assert!(s.take(20).is_allowed());
         assert!(!s.take(20).is_allowed());
         // Burst 5 at 50 %: low leaves 2.
@@ -684,6 +760,48 @@ mod tests {
                     // 1e-6 absorbs float rounding of the refill.
                     prop_assert!(count <= f64::from(burst) + per_minute * t / 60.0 + 1e-6,
                         "{count} sends in {t}s");
+                }
+            }
+        }
+
+        /// The guard's promise: within the contract's limits (1-600 a minute,
+        /// a burst of 1-1000), however the calls' latencies differ (up to
+        /// [`ARRIVAL_SPREAD_US`]), their arrivals at the upstream never
+        /// exceed burst + rate * t / 60 in any interval of t seconds. Each
+        /// message asks at its arrival, and a denied one comes back at its
+        /// slot as a holder, as the consumer does.
+        #[test]
+        fn arrivals_keep_the_curve_whatever_the_latency_spread(
+            per_minute in 1.0f64..=600.0,
+            burst in 1u32..30,
+            gaps in proptest::collection::vec(0u64..3_000_000, 1..200),
+            latencies in proptest::collection::vec(0u64..=ARRIVAL_SPREAD_US, 400),
+            reserves in proptest::collection::vec(0u8..3, 200),
+        ) {
+            let mut s = Sim::new(per_minute, f64::from(burst));
+            let mut arrivals: Vec<u64> = Vec::new();
+            let mut calls = latencies.iter();
+            for (i, gap) in gaps.iter().enumerate() {
+                s.advance(*gap);
+                let pct = [0, 10, 20][reserves[i] as usize];
+                let mut held = false;
+                loop {
+                    let d = s.take_as(pct, held);
+                    if d.is_allowed() {
+                        arrivals.push(s.now + calls.next().copied().unwrap_or(0));
+                        break;
+                    }
+                    s.advance(d.wait().as_micros() as u64);
+                    held = true;
+                }
+            }
+            arrivals.sort_unstable();
+            for i in 0..arrivals.len() {
+                for j in i..arrivals.len() {
+                    let t = (arrivals[j] - arrivals[i]) as f64 / 1e6;
+                    let count = (j - i + 1) as f64;
+                    prop_assert!(count <= f64::from(burst) + per_minute * t / 60.0 + 1e-6,
+                        "{count} arrivals in {t}s");
                 }
             }
         }

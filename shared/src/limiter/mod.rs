@@ -7,8 +7,13 @@
 //!   allowed in scripts (ElastiCache Serverless), `LIMITER_CLOCK=client`
 //!   passes the caller's clock instead; the script never lets a bucket's
 //!   time run backwards, so a lagging instance cannot mint tokens.
-//! - Priority by reserved headroom: `high` may take the last token; `medium`
-//!   and `low` only while their reserve stays in the bucket.
+//! - Priority by reserved headroom: `high` may take all but the guard;
+//!   `medium` and `low` only while their reserve stays in the bucket.
+//! - The guard: every send leaves what refill adds in
+//!   [`bucket::ARRIVAL_SPREAD_US`] (100 ms), since the upstream counts
+//!   arrivals and two calls' latencies differ; a bucket drained to zero
+//!   would grant sends exactly on the curve, and a call that arrives sooner
+//!   than the one before it would break it ([`Rate::guard`]).
 //! - A denied message gets the exact wait until it may go, spread one refill
 //!   interval behind earlier deferrals of its priority class (the horizon), so
 //!   a backlog comes back one message per token instead of all at once.
@@ -459,7 +464,8 @@ impl BucketViewer for RedisLimiter {
             .map(|(tokens, ts_us)| BucketState { tokens, ts_us });
         let rate = LimitView::of(self.rate(), parse_stored(own_rate, own_burst)).rate;
         Ok(BucketView {
-            tokens: rate.tokens_at(state, now),
+            // A small bucket's debt (`Rate::need_and_take`) shows as none.
+            tokens: rate.tokens_at(state, now).max(0.0),
             per_minute: rate.per_minute,
             burst: rate.burst,
             paused_for: (pause_ms > 0).then(|| Duration::from_millis(pause_ms as u64)),

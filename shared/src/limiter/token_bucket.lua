@@ -68,14 +68,27 @@ local per_us = rate / 60000000
 -- whole seconds, and the trigger batches for up to a second).
 local LATE_US = 2000000
 tokens = math.min(burst, tokens + (now - ts) * per_us)
-local interval = math.ceil(1 / per_us)
 
 local pause = redis.call('PTTL', KEYS[3])
 if pause > 0 then
   return {0, pause * 1000, math.floor(tokens * 1000), now, 2, math.floor(rate * 1000), burst}
 end
 
-local need = 1 + reserve
+-- Every send leaves what refill adds in ARRIVAL_SPREAD_US, whatever its
+-- class: the upstream counts arrivals, and two calls granted an interval
+-- apart may arrive that much closer (their latencies differ). A bucket too
+-- small to keep it (a burst of 1) is asked for what it holds when full and
+-- owes the rest (tokens below zero): its sends are spaced by the spread
+-- beyond an interval.
+local ARRIVAL_SPREAD_US = 100000
+local need = 1 + math.max(reserve, ARRIVAL_SPREAD_US * per_us)
+local take = 1
+if need > burst then
+  take = 1 + need - burst
+  need = burst
+end
+-- What refill takes to give back one send's take: the spacing of slots.
+local interval = math.ceil(take / per_us)
 -- First come, first served within a priority class: while slots handed out
 -- earlier are still ahead (the horizon lies in the future), a message that
 -- holds none queues behind them even if the bucket has a token right now,
@@ -88,7 +101,7 @@ local horizon = tonumber(redis.call('GET', KEYS[2]))
 local spare = tokens - need - 1 - LATE_US * per_us
 local queued = (not held) and horizon ~= nil and horizon > now and spare < 0
 if tokens >= need and not queued then
-  tokens = tokens - 1
+  tokens = tokens - take
   redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, 0, math.floor(tokens * 1000), now, 0, math.floor(rate * 1000), burst}
@@ -101,7 +114,7 @@ if held then
   -- or a higher class took it): the exact wait, and no new slot.
   return {0, wait, math.floor(tokens * 1000), now, 1, math.floor(rate * 1000), burst}
 end
--- The horizon spreads deferred messages one refill interval apart, so a
+-- The horizon spreads deferred messages one send's refill apart, so a
 -- backlog does not come back all at once to be denied again.
 local slot = now + wait
 if horizon ~= nil and horizon > slot then
