@@ -66,7 +66,7 @@ async fn script_matches_twin() {
     let t0 = 1_800_000_000_000_000u64;
     use LimitChange::{Clear, Keep, Raw, Set};
     // (gap µs, reserve percent, holds a slot, limit change before the step)
-    let steps: [(u64, u8, bool, LimitChange); 28] = [
+    let steps: [(u64, u8, bool, LimitChange); 32] = [
         (0, 0, false, Keep),
         (0, 0, false, Keep),
         (0, 34, false, Keep),
@@ -96,6 +96,12 @@ async fn script_matches_twin() {
         (0, 0, false, Raw("0", "2")),
         (2_000_000, 0, false, Raw("60", "2.5")),
         (0, 0, false, Set(1, 1)),
+        // A burst of one owes the guard: a full bucket goes below zero, and
+        // the slots it hands out are an interval and the spread apart.
+        (61_000_000, 0, false, Keep),
+        (0, 0, false, Keep),
+        (0, 0, false, Keep),
+        (60_000_000, 0, true, Keep),
         (0, 0, false, Clear),
         (5_000_000, 10, false, Keep),
     ];

@@ -24,6 +24,8 @@
 -- Returns {allowed (1|0), wait_us, tokens_after_milli, now_us, reason,
 --          per_minute_milli, burst} (the last two: the limit in force)
 -- reason: 0 allowed, 1 throttled, 2 paused (upstream Retry-After)
+-- tokens_after_milli is below zero while a bucket too small to keep the
+-- guard owes it (see ARRIVAL_SPREAD_US below).
 
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
