@@ -270,13 +270,13 @@ mod tests {
     use proptest::prelude::*;
 
     const T0: u64 = 1_700_000_000_000_000;
+    const SEC: u64 = 1_000_000;
 
     /// `d` is `ms` milliseconds, give or take the microsecond a wait is
     /// rounded up by when the tokens it waits for are a float.
     fn about(d: Duration, ms: u64) -> bool {
         d.as_micros().abs_diff(u128::from(ms) * 1000) <= 1
     }
-    const SEC: u64 = 1_000_000;
 
     /// A fake-clock simulation of one account's bucket and its horizons
     /// (one per priority class, told apart by their reserve here).
