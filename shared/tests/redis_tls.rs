@@ -8,8 +8,8 @@
 //! Needs `redis-server` (Debian's is built with TLS) and `openssl` on PATH.
 
 use shared::config::{LimiterClock, LimiterConfig};
-use shared::limiter::{Limiter, RedisLimiter};
-use shared::message::{AccountId, Priority};
+use shared::limiter::RedisLimiter;
+use shared::message::AccountId;
 use shared::store::StoreHealth;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -51,14 +51,7 @@ async fn rediss_with_a_password_reaches_a_tls_only_server() -> TestResult {
         },
     );
     let account = AccountId::parse("tls_account").map_err(|e| e.0)?;
-    let first = limiter.acquire(&account, Priority::Medium).await?;
-    let second = limiter.acquire(&account, Priority::Medium).await?;
-    let third = limiter.acquire(&account, Priority::Medium).await?;
-    assert!(
-        first.is_allowed() && second.is_allowed(),
-        "a burst of 3 less medium's reserve"
-    );
-    assert!(!third.is_allowed(), "the third within a second waits");
+    support::two_medium_sends_then_a_wait(&limiter, &account).await?;
 
     // The same server refuses a client without the password, and plain TCP.
     let no_password = format!("rediss://127.0.0.1:{port}");

@@ -9,8 +9,8 @@
 //! and `moto_server` (the project's .venv, or `MOTO_SERVER`).
 
 use shared::config::{Config, LimiterClock, TokenSource};
-use shared::limiter::{Limiter, RedisLimiter};
-use shared::message::{AccountId, Priority};
+use shared::limiter::RedisLimiter;
+use shared::message::AccountId;
 use shared::ssm::{ParameterReader, SecretSource};
 use shared::store::StoreHealth;
 use std::collections::HashMap;
@@ -131,14 +131,7 @@ async fn small_profile_reads_ssm_reaches_tls_redis_with_auth_on_the_client_clock
     let limiter = RedisLimiter::new(conn, config.limiter);
     let account =
         AccountId::parse(&format!("small_{}", uuid::Uuid::new_v4().simple())).map_err(|e| e.0)?;
-    let first = limiter.acquire(&account, Priority::Medium).await?;
-    let second = limiter.acquire(&account, Priority::Medium).await?;
-    let third = limiter.acquire(&account, Priority::Medium).await?;
-    assert!(
-        first.is_allowed() && second.is_allowed(),
-        "a burst of 3 less medium's reserve"
-    );
-    assert!(!third.is_allowed(), "the third within a second waits");
+    support::two_medium_sends_then_a_wait(&limiter, &account).await?;
 
     // A parameter that does not exist is an error naming it, not a panic.
     let missing = ParameterReader::from_conf(&aws, "/outbound-messages/test/absent")

@@ -1,7 +1,11 @@
 //! What the integration tests that need their own servers share: a TLS-only
 //! `redis-server` with a CA made for the test (redis_tls.rs, small_profile.rs)
-//! and the SSM-compatible server (moto, from the project's .venv).
+//! and the SSM-compatible server (moto, from the project's .venv), and the
+//! limiter check both TLS tests make.
 #![allow(dead_code)] // each test binary uses its own part
+
+use shared::limiter::{Limiter, LimiterError, RedisLimiter};
+use shared::message::{AccountId, Priority};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -176,4 +180,22 @@ pub fn moto_server(port: u16) -> Result<Server, String> {
             )
         })?;
     listening(Server(child), "moto_server", port, Duration::from_secs(30))
+}
+
+/// The limiter works over the connection under test: with a burst of 3 and
+/// `medium` keeping one token back, two medium sends go at once and the
+/// third within a second waits.
+pub async fn two_medium_sends_then_a_wait(
+    limiter: &RedisLimiter,
+    account: &AccountId,
+) -> Result<(), LimiterError> {
+    let first = limiter.acquire(account, Priority::Medium).await?;
+    let second = limiter.acquire(account, Priority::Medium).await?;
+    let third = limiter.acquire(account, Priority::Medium).await?;
+    assert!(
+        first.is_allowed() && second.is_allowed(),
+        "a burst of 3 less medium's reserve"
+    );
+    assert!(!third.is_allowed(), "the third within a second waits");
+    Ok(())
 }
