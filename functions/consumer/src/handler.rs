@@ -80,11 +80,15 @@ where
     }
     let hides = Hides::default();
     let hides = &hides;
+    // Other accounts' records wait for the invocation to end: then one
+    // account gets one newcomer wait (`policy::wait_limit`).
+    let shared_batch = groups.len() > 1;
     let results = join_all(groups.into_values().map(|records| async move {
         let mut out = Vec::with_capacity(records.len());
         // One newcomer wait per account and invocation
         // (`policy::wait_limit`).
         let account_waited = AtomicBool::new(false);
+        let account_waited = shared_batch.then_some(&account_waited);
         for r in records {
             // Too little time left for one more upstream call: leave the
             // record untouched for the trigger to hand out again.
@@ -98,7 +102,7 @@ where
                 out.push((r.message_id.clone(), Disposition::Retry));
                 continue;
             }
-            let env = Envelope::from_record(r, invocation_id, deadline, hides, &account_waited);
+            let env = Envelope::from_record(r, invocation_id, deadline, hides, account_waited);
             let owner = format!("{invocation_id}:{}", env.sqs_id);
             let d = deps.process(env, &owner).await;
             out.push((r.message_id.clone(), d));

@@ -142,8 +142,9 @@ pub struct Envelope<'a> {
     /// Where the record's deferral goes, sent with the batch's others.
     pub hides: &'a Hides,
     /// Set once a record of the same account in this invocation has waited
-    /// in process as a newcomer ([`policy::wait_limit`]).
-    pub account_waited: &'a AtomicBool,
+    /// in process as a newcomer ([`policy::wait_limit`]); `None` when the
+    /// batch holds no other account's records, which nothing then holds up.
+    pub account_waited: Option<&'a AtomicBool>,
 }
 
 /// The visibility changes an invocation's records ask for, sent together
@@ -184,7 +185,7 @@ impl<'a> Envelope<'a> {
         request_id: &'a str,
         deadline: Instant,
         hides: &'a Hides,
-        account_waited: &'a AtomicBool,
+        account_waited: Option<&'a AtomicBool>,
     ) -> Self {
         Self {
             request_id,
@@ -442,7 +443,9 @@ where
                     return Err(self.defer_only(env, policy::UNAVAILABLE_DEFER).await);
                 }
             };
-            let already_waited = env.account_waited.load(Ordering::Relaxed);
+            let already_waited = env
+                .account_waited
+                .is_some_and(|w| w.load(Ordering::Relaxed));
             match policy::after_limiter(
                 &decision,
                 held,
@@ -455,8 +458,8 @@ where
                 TokenStep::Send => return Ok(()),
                 TokenStep::WaitHere(wait) => {
                     waits += 1;
-                    if !held {
-                        env.account_waited.store(true, Ordering::Relaxed);
+                    if let Some(w) = env.account_waited.filter(|_| !held) {
+                        w.store(true, Ordering::Relaxed);
                     }
                     // A denial gave the message a slot: it asks as its holder.
                     held |= matches!(decision, Decision::Throttled { .. });

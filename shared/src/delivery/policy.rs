@@ -338,13 +338,11 @@ pub fn holder_wait_limit(in_process_wait: Duration, queue_lateness: Duration) ->
 /// in-process limit (its token is due); a newcomer too, unless another
 /// record of its account in the same invocation has already waited as a
 /// newcomer. An account's records in a batch are handled one after
-/// another; if each waited in turn, the invocation would be held for the
-/// sum of their waits, with every other account's records in it and, on a
-/// queue that serves messages in order, every message behind it: the queue
-/// would drain at that one account's rate (`make bench`'s small accounts,
-/// 94 s behind a 600/min backlog; quiet accounts 1,969 s behind 20,000
-/// messages at 600/min). The later ones take their slots at once and are
-/// deferred, back ahead of them ([`comes_back_ahead`]).
+/// another; if each waited in turn, the invocation (and every other
+/// account's records in it) would be held for the sum of their waits, and
+/// the queue would drain at that one account's rate (`make bench`'s small
+/// accounts, 94 s behind a 600/min backlog). The later ones take their
+/// slots at once and are deferred ([`comes_back_ahead`]).
 pub fn wait_limit(in_process_wait: Duration, held: bool, account_already_waited: bool) -> Duration {
     if account_already_waited && !held {
         Duration::ZERO
