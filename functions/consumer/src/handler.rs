@@ -1,8 +1,7 @@
 //! SQS event in, `SqsBatchResponse` out.
 //!
 //! Records of different accounts are handled concurrently; records of one
-//! account in order, since they draw on one bucket anyway, and only the
-//! first of them that has to may wait in process for a newcomer's token. Each record ends
+//! account in order, since they draw on one bucket anyway. Each record ends
 //! as `Done` (the trigger deletes it) or `Retry` (named in
 //! `batchItemFailures`, so the trigger leaves it for its visibility to end).
 
@@ -15,7 +14,6 @@ use shared::limiter::Limiter;
 use shared::queue::Redeliver;
 use shared::store::{ClaimStore, StatusStore};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use tokio::time::Instant;
 
 /// Groups records by account (read without trusting the body: a record
@@ -80,15 +78,8 @@ where
     }
     let hides = Hides::default();
     let hides = &hides;
-    // Other accounts' records wait for the invocation to end: then one
-    // account gets one newcomer wait (`policy::wait_limit`).
-    let shared_batch = groups.len() > 1;
     let results = join_all(groups.into_values().map(|records| async move {
         let mut out = Vec::with_capacity(records.len());
-        // One newcomer wait per account and invocation
-        // (`policy::wait_limit`).
-        let account_waited = AtomicBool::new(false);
-        let account_waited = shared_batch.then_some(&account_waited);
         for r in records {
             // Too little time left for one more upstream call: leave the
             // record untouched for the trigger to hand out again.
@@ -102,7 +93,7 @@ where
                 out.push((r.message_id.clone(), Disposition::Retry));
                 continue;
             }
-            let env = Envelope::from_record(r, invocation_id, deadline, hides, account_waited);
+            let env = Envelope::from_record(r, invocation_id, deadline, hides);
             let owner = format!("{invocation_id}:{}", env.sqs_id);
             let d = deps.process(env, &owner).await;
             out.push((r.message_id.clone(), d));

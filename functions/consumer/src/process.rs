@@ -43,7 +43,6 @@ use shared::store::{
     ClaimOutcome, ClaimStore, SendGate, SlotChange, Status, StatusStore, StoreError, Transition,
 };
 use shared::telemetry::{Metric, Metrics};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -141,10 +140,6 @@ pub struct Envelope<'a> {
     pub deadline: Instant,
     /// Where the record's deferral goes, sent with the batch's others.
     pub hides: &'a Hides,
-    /// Set once a record of the same account in this invocation has waited
-    /// in process as a newcomer ([`policy::wait_limit`]); `None` when the
-    /// batch holds no other account's records, which nothing then holds up.
-    pub account_waited: Option<&'a AtomicBool>,
 }
 
 /// The visibility changes an invocation's records ask for, sent together
@@ -185,7 +180,6 @@ impl<'a> Envelope<'a> {
         request_id: &'a str,
         deadline: Instant,
         hides: &'a Hides,
-        account_waited: Option<&'a AtomicBool>,
     ) -> Self {
         Self {
             request_id,
@@ -200,7 +194,6 @@ impl<'a> Envelope<'a> {
             attributes: sdk_attributes(record),
             deadline,
             hides,
-            account_waited,
         }
     }
 
@@ -390,8 +383,7 @@ where
             .as_ref()
             .and_then(|r| r.slot_at)
             .map(|slot| policy::until(slot, now));
-        let holder_limit = policy::holder_wait_limit(limit, self.settings.queue_lateness);
-        let held = match policy::slot_step(until_slot, holder_limit, env.time_left()) {
+        let held = match policy::slot_step(until_slot, limit, env.time_left()) {
             SlotStep::Ask { held } => held,
             SlotStep::WaitThenAsk(wait) => {
                 self.clock.sleep(wait).await;
@@ -443,14 +435,11 @@ where
                     return Err(self.defer_only(env, policy::UNAVAILABLE_DEFER).await);
                 }
             };
-            let already_waited = env
-                .account_waited
-                .is_some_and(|w| w.load(Ordering::Relaxed));
             match policy::after_limiter(
                 &decision,
                 held,
                 waits,
-                policy::wait_limit(s.in_process_wait, held, already_waited),
+                s.in_process_wait,
                 s.queue_lateness,
                 env.time_left(),
                 s.deferral,
@@ -458,9 +447,6 @@ where
                 TokenStep::Send => return Ok(()),
                 TokenStep::WaitHere(wait) => {
                     waits += 1;
-                    if let Some(w) = env.account_waited.filter(|_| !held) {
-                        w.store(true, Ordering::Relaxed);
-                    }
                     // A denial gave the message a slot: it asks as its holder.
                     held |= matches!(decision, Decision::Throttled { .. });
                     self.clock.sleep(wait).await;
@@ -471,8 +457,7 @@ where
                 }
                 TokenStep::LeaveToQueue => return Err(Disposition::Retry),
                 TokenStep::Defer(wait, why) => {
-                    let ahead = policy::comes_back_ahead(&decision, s.queue_lateness);
-                    return Err(self.defer_ahead(env, msg, (wait, why), None, ahead).await);
+                    return Err(self.defer(env, msg, (wait, why), None).await);
                 }
             }
         }
@@ -757,23 +742,8 @@ where
         &self,
         env: &Envelope<'_>,
         msg: &QueueMessage,
-        wait_why: (Duration, DeferReason),
-        failure: Option<(u32, String)>,
-    ) -> Disposition {
-        self.defer_ahead(env, msg, wait_why, failure, Duration::ZERO)
-            .await
-    }
-
-    /// Marks the message deferred for `wait` (a throttle keeps its slot,
-    /// `wait` away) and hides it until `ahead` of then: a holder of a tight
-    /// bucket is back before its token ([`policy::comes_back_ahead`]).
-    async fn defer_ahead(
-        &self,
-        env: &Envelope<'_>,
-        msg: &QueueMessage,
         (wait, why): (Duration, DeferReason),
         failure: Option<(u32, String)>,
-        ahead: Duration,
     ) -> Disposition {
         let (attempts, last_error) = failure.unzip();
         let change = Transition {
@@ -786,12 +756,11 @@ where
         self.metrics.count(Metric::MessagesDeferred, msg.priority);
         info!(
             wait_ms = wait.as_millis() as u64,
-            ahead_ms = ahead.as_millis() as u64,
             receive_count = env.receive_count,
             why = why.as_str(),
             "deferred"
         );
-        self.hide(env, wait.saturating_sub(ahead)).await
+        self.hide(env, wait).await
     }
 
     /// Hides the record for `wait`, or replaces it by a fresh copy before

@@ -65,7 +65,7 @@ async fn an_unknown_schema_version_is_poison() {
 async fn throttled_messages_are_deferred_not_failed() {
     let d = deps();
     let id = MessageId::new();
-    d.limiter.then(throttled_roomy(Duration::from_millis(4200)));
+    d.limiter.then(throttled(Duration::from_millis(4200)));
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     assert_eq!(
         d.queue.deferred.lock().unwrap()[0],
@@ -500,7 +500,7 @@ async fn a_batch_s_deferrals_go_out_ten_to_a_request() {
     let d = deps();
     let records: Vec<_> = (0..12)
         .map(|i| {
-            d.limiter.then(throttled_roomy(Duration::from_millis(4200)));
+            d.limiter.then(throttled(Duration::from_millis(4200)));
             record(&format!("s{i}"), &body(MessageId::new()), 1)
         })
         .collect();
@@ -525,7 +525,7 @@ async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
     // The first record is hidden for 4.2 s; the second (same account, so
     // after it) waits a second in process, then goes: the batch's
     // visibility changes go out a second after the first decision.
-    d.limiter.then(throttled_roomy(Duration::from_millis(4200)));
+    d.limiter.then(throttled(Duration::from_millis(4200)));
     d.limiter.then(throttled(Duration::from_secs(1)));
     let (a, b) = (MessageId::new(), MessageId::new());
     let failures = run(&d, vec![record("a", &body(a), 1), record("b", &body(b), 1)]).await;
@@ -595,87 +595,4 @@ async fn a_refused_visibility_change_loses_nothing() {
         "the slot is kept for when it comes back"
     );
     assert!(d.upstream.calls.lock().unwrap().is_empty());
-}
-
-/// A queue body for `id` of another account than `body`'s.
-fn other_account_body(id: MessageId) -> String {
-    body(id).replace("acct_1", "acct_2")
-}
-
-/// A denial from a tight bucket (600/min, burst 10: 0.8 s of slack).
-fn tight(wait: Duration) -> shared::limiter::Decision {
-    shared::limiter::Decision::Throttled {
-        wait,
-        tokens: 0.0,
-        slack: Duration::from_millis(800),
-    }
-}
-
-/// One account's records in a batch are handled one after another: while
-/// other accounts' records wait for the invocation to end, only the first
-/// newcomer of an account that needs to waits in process. Here `a` waits
-/// 300 ms for its token and goes; `b`, denied too, is deferred at once: its
-/// bucket is tight, so it is made visible the queue's lateness (3 s) ahead
-/// of its slot, 1.2 s away (at once), and keeps the slot with its status.
-/// Without the rule the invocation would have slept for both, and `o`'s
-/// deletion with it.
-#[tokio::test(start_paused = true)]
-async fn an_accounts_later_newcomer_is_deferred_ahead_of_its_slot_not_waited_for() {
-    let mut d = deps();
-    d.settings.in_process_wait = Duration::from_millis(1500);
-    let allowed = shared::limiter::Decision::Allowed { tokens_left: 0.0 };
-    // a asks, o asks, a asks as its slot's holder after 300 ms, then b
-    d.limiter
-        .then(tight(Duration::from_millis(300)))
-        .then(allowed)
-        .then(allowed)
-        .then(tight(Duration::from_millis(1200)));
-    let (a, b, o) = (MessageId::new(), MessageId::new(), MessageId::new());
-    let started = tokio::time::Instant::now();
-    let batch = vec![
-        record("a", &body(a), 1),
-        record("b", &body(b), 1),
-        record("o", &other_account_body(o), 1),
-    ];
-    let failures = run(&d, batch).await;
-    let took = started.elapsed();
-    assert_eq!(failures, vec!["b"]);
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_millis(1200),
-        "one wait, not two: {took:?}"
-    );
-    assert_eq!(status(&d, a).await.status, Status::Sent);
-    assert_eq!(d.limiter.asked_held(), vec![false, false, true, false]);
-    let r = status(&d, b).await;
-    assert_eq!(r.status, Status::Deferred);
-    assert!(r.slot_at.is_some(), "b keeps its slot");
-    assert_eq!(
-        d.queue.deferred.lock().unwrap().clone(),
-        vec![("rh-b".to_string(), Duration::ZERO)],
-        "1.2 s to its slot, back 3 s ahead: visible again at once"
-    );
-
-    // Alone in its batch, the account holds nobody else up: both wait.
-    let mut d = deps();
-    d.settings.in_process_wait = Duration::from_millis(1500);
-    d.limiter
-        .then(tight(Duration::from_millis(300)))
-        .then(allowed)
-        .then(tight(Duration::from_millis(300)));
-    let failures = run(&d, vec![record("a", &body(a), 1), record("b", &body(b), 1)]).await;
-    assert!(failures.is_empty(), "both waited and went: {failures:?}");
-    assert_eq!(d.limiter.asked_held(), vec![false, true, false, true]);
-
-    // The rule is per account: each account's first newcomer may wait.
-    let mut d = deps();
-    d.settings.in_process_wait = Duration::from_millis(1500);
-    d.limiter
-        .then(tight(Duration::from_millis(300)))
-        .then(tight(Duration::from_millis(300)));
-    let batch = vec![
-        record("a", &body(a), 1),
-        record("o", &other_account_body(o), 1),
-    ];
-    assert!(run(&d, batch).await.is_empty());
-    assert_eq!(d.limiter.asked_held(), vec![false, false, true, true]);
 }

@@ -102,9 +102,8 @@ async fn a_holder_whose_token_went_to_a_higher_class_takes_a_new_slot() {
     let id = MessageId::new();
     with_slot(&d, id, OffsetDateTime::now_utc() - S(1)).await;
     // As its holder: the token is 6 s away (a `high` message took it).
-    // Then as a newcomer: a slot behind the others, 60 s away (a bucket
-    // that keeps its token for the holder: hidden until the slot).
-    d.limiter.then(throttled(S(6))).then(throttled_roomy(S(60)));
+    // Then as a newcomer: a slot behind the others, 60 s away.
+    d.limiter.then(throttled(S(6))).then(throttled(S(60)));
     let before = OffsetDateTime::now_utc();
     assert_eq!(run(&d, vec![record("s1", &body(id), 2)]).await, vec!["s1"]);
     assert_eq!(d.limiter.asked_held(), vec![true, false]);
@@ -130,37 +129,4 @@ async fn a_used_slot_is_cleared_so_a_retry_asks_afresh() {
     // Its retry asks as a newcomer.
     assert!(run(&d, vec![record("s1", &body(id), 3)]).await.is_empty());
     assert_eq!(d.limiter.asked_held(), vec![true, false]);
-}
-
-/// A tight bucket's deferral is made visible the queue's lateness (3 s here)
-/// ahead of its slot: the holder, back 2.5 s early, waits for its slot in
-/// process, past the 1.5 s in-process limit, and asks as its holder, instead
-/// of being hidden again until just after it. 3.5 s early is more than the
-/// queue can be late by: hidden again.
-#[tokio::test(start_paused = true)]
-async fn a_holder_back_ahead_of_its_slot_waits_for_it_here() {
-    let mut d = deps();
-    d.settings.in_process_wait = Duration::from_millis(1500);
-    let id = MessageId::new();
-    with_slot(
-        &d,
-        id,
-        OffsetDateTime::now_utc() + Duration::from_millis(2500),
-    )
-    .await;
-    let started = tokio::time::Instant::now();
-    assert!(run(&d, vec![record("h", &body(id), 2)]).await.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(2400));
-    assert_eq!(status(&d, id).await.status, Status::Sent);
-    assert_eq!(d.limiter.asked_held(), vec![true], "asked as its holder");
-
-    let early = MessageId::new();
-    with_slot(
-        &d,
-        early,
-        OffsetDateTime::now_utc() + Duration::from_millis(3500),
-    )
-    .await;
-    assert_eq!(run(&d, vec![record("e", &body(early), 2)]).await, vec!["e"]);
-    assert_eq!(d.queue.deferrals(), vec![S(4)]);
 }

@@ -313,44 +313,6 @@ pub fn needs_the_wait(decision: &Decision, held: bool, queue_lateness: Duration)
     }
 }
 
-/// How long before its slot a message deferred by this `decision` is made
-/// visible again: [`queue_lateness`] for a bucket whose slack is shorter
-/// than that (600/min with a burst of 10 keeps 0.8 s), so the holder is
-/// back by the time its token is there and waits the rest in process
-/// ([`holder_wait_limit`]) instead of coming up to `queue_lateness` late to
-/// a bucket that has overflowed meanwhile; nothing for a bucket that keeps
-/// the token longer than the queue can be late (10/min: 48 s).
-pub fn comes_back_ahead(decision: &Decision, queue_lateness: Duration) -> Duration {
-    match decision {
-        Decision::Throttled { slack, .. } if *slack < queue_lateness => queue_lateness,
-        _ => Duration::ZERO,
-    }
-}
-
-/// The longest a slot's holder that came back early waits for its slot in
-/// process ([`slot_step`]): the in-process limit, or what a deferral made
-/// visible [`comes_back_ahead`] of its slot may be early by.
-pub fn holder_wait_limit(in_process_wait: Duration, queue_lateness: Duration) -> Duration {
-    in_process_wait.max(queue_lateness)
-}
-
-/// How long a record may wait in process for a token: a slot's holder the
-/// in-process limit (its token is due); a newcomer too, unless another
-/// record of its account in the same invocation has already waited as a
-/// newcomer. An account's records in a batch are handled one after
-/// another; if each waited in turn, the invocation (and every other
-/// account's records in it) would be held for the sum of their waits, and
-/// the queue would drain at that one account's rate (`make bench`'s small
-/// accounts, 94 s behind a 600/min backlog). The later ones take their
-/// slots at once and are deferred ([`comes_back_ahead`]).
-pub fn wait_limit(in_process_wait: Duration, held: bool, account_already_waited: bool) -> Duration {
-    if account_already_waited && !held {
-        Duration::ZERO
-    } else {
-        in_process_wait
-    }
-}
-
 /// What the breaker learns from an upstream answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerReport {
@@ -658,68 +620,6 @@ mod tests {
         // a pause is waited out here when short, slack or not
         let paused = Decision::Paused { wait: MS(900) };
         assert!(needs_the_wait(&paused, false, LATE));
-    }
-
-    #[test]
-    fn a_tight_buckets_deferral_comes_back_ahead_of_its_slot() {
-        // (slack, queue lateness) -> how far ahead of its slot it is visible
-        let cases = [
-            // 600/min, burst 10, medium: 0.8 s of slack, the queue up to 3 s
-            // late: back 3 s early, to wait the rest in process
-            (MS(800), LATE, LATE),
-            (MS(2999), LATE, LATE),
-            // without a batching window the queue is up to 2 s late
-            (MS(800), queue_lateness(S(0)), S(2)),
-            // 60/min (8 s) and 10/min (48 s): the token waits for it
-            (S(3), LATE, Duration::ZERO),
-            (S(8), LATE, Duration::ZERO),
-            (S(48), LATE, Duration::ZERO),
-        ];
-        for (i, (slack, late, want)) in cases.into_iter().enumerate() {
-            let d = throttled_with_slack(S(20), slack);
-            assert_eq!(comes_back_ahead(&d, late), want, "case {i}");
-        }
-        // only a throttle has a slot to be back for
-        for d in [
-            Decision::Paused { wait: S(20) },
-            Decision::Allowed { tokens_left: 0.0 },
-        ] {
-            assert_eq!(comes_back_ahead(&d, LATE), Duration::ZERO);
-        }
-        // and a holder back that early waits for its slot here
-        let limit = holder_wait_limit(MS(1500), LATE);
-        assert_eq!(limit, LATE);
-        assert_eq!(holder_wait_limit(MS(1500), MS(500)), MS(1500));
-        assert_eq!(
-            slot_step(Some(MS(2900)), limit, S(30)),
-            SlotStep::WaitThenAsk(MS(2900))
-        );
-        assert_eq!(
-            slot_step(Some(MS(3100)), limit, S(30)),
-            SlotStep::Early(MS(3100))
-        );
-    }
-
-    #[test]
-    fn one_newcomer_wait_per_account_and_invocation() {
-        // (held, an earlier record of the account waited) -> limit
-        assert_eq!(wait_limit(MS(1500), false, false), MS(1500));
-        assert_eq!(wait_limit(MS(1500), false, true), Duration::ZERO);
-        // a holder's token is due: it waits whatever the others did
-        assert_eq!(wait_limit(MS(1500), true, true), MS(1500));
-        assert_eq!(wait_limit(MS(1500), true, false), MS(1500));
-        // a later newcomer of a tight bucket is deferred, not waited for
-        let d = throttled_with_slack(MS(300), MS(800));
-        let limit = wait_limit(MS(1500), false, true);
-        assert_eq!(
-            after_limiter(&d, false, 0, limit, LATE, S(30), Spread),
-            TokenStep::Defer(MS(300), DeferReason::RateLimited)
-        );
-        let limit = wait_limit(MS(1500), false, false);
-        assert_eq!(
-            after_limiter(&d, false, 0, limit, LATE, S(30), Spread),
-            TokenStep::WaitHere(MS(300))
-        );
     }
 
     #[test]

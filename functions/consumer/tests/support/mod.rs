@@ -45,24 +45,12 @@ pub fn deps() -> TestDeps {
 }
 
 /// A denial with `wait`, an empty bucket and no slack (a short wait is
-/// waited out in process, whether the message holds a slot or not; a
-/// deferral is made visible the queue's lateness ahead of its slot).
+/// waited out in process, whether the message holds a slot or not).
 pub fn throttled(wait: Duration) -> Decision {
     Decision::Throttled {
         wait,
         tokens: 0.0,
         slack: Duration::ZERO,
-    }
-}
-
-/// A denial with `wait` from a bucket that keeps a token for its holder
-/// longer than the queue can be late (10/min, burst 10: 48 s of slack): a
-/// newcomer is deferred, hidden until its slot.
-pub fn throttled_roomy(wait: Duration) -> Decision {
-    Decision::Throttled {
-        wait,
-        tokens: 0.0,
-        slack: Duration::from_secs(48),
     }
 }
 
