@@ -219,8 +219,7 @@ impl State {
     /// else hidden for the visibility timeout, or left visible when SQS
     /// delivers it twice (`true`: a duplicate).
     fn take(&mut self, t: Instant, seq: u64, now: Instant) -> Option<(SqsMessage, bool)> {
-        self.by_time.remove(&(t, seq));
-        self.ready.remove(&seq);
+        self.unshow(t, seq);
         let cfg = self.cfg;
         let m = self.msgs.get(&seq)?;
         if now.saturating_duration_since(m.sent_at) >= Duration::from_secs(cfg.retention_s) {
@@ -253,17 +252,17 @@ impl State {
             now + Duration::from_secs(u64::from(cfg.visibility_timeout_s))
         };
         let rec = to_record(seq, m);
-        let key = (m.visible_at, seq);
-        self.show(key.0, seq, now);
-        self.enter_in_flight(seq, key.0, now);
+        let visible_at = m.visible_at;
+        self.show(visible_at, seq, now);
+        self.enter_in_flight(seq, visible_at, now);
         Some((rec, duplicate))
     }
 
     /// Moves what became visible since the last sweep into `ready`. An
     /// entry put in `by_time` for later than the moment it is put there
     /// sorts after the last one swept; one visible at once is put in
-    /// `ready` where it is made so ([`State::show`]). Every removal from
-    /// `by_time` removes the message from `ready` too.
+    /// `ready` where it is made so ([`State::show`]). Entries leave both
+    /// together ([`State::unshow`]).
     fn sweep_ready(&mut self, now: Instant) {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let from = self.swept_to.map_or(Unbounded, Excluded);
@@ -282,11 +281,17 @@ impl State {
         }
     }
 
+    /// Takes `seq`'s entry at `t` out of `by_time` and `ready` (the pair
+    /// [`State::show`] puts in).
+    fn unshow(&mut self, t: Instant, seq: u64) {
+        self.by_time.remove(&(t, seq));
+        self.ready.remove(&seq);
+    }
+
     /// Removes a message from the queue (and from the in-flight count).
     fn remove(&mut self, seq: u64) -> Option<Msg> {
         let m = self.msgs.remove(&seq)?;
-        self.by_time.remove(&(m.visible_at, seq));
-        self.ready.remove(&seq);
+        self.unshow(m.visible_at, seq);
         if self.in_flight.remove(&(m.visible_at, seq)) {
             self.count_in_flight(m.group, false);
         }
@@ -646,8 +651,7 @@ impl SimQueue {
             ));
         }
         s.processed(seq, now);
-        s.by_time.remove(&(old, seq));
-        s.ready.remove(&seq);
+        s.unshow(old, seq);
         s.show(new, seq, now);
         s.leave_in_flight(seq, old);
         if let Some(m) = s.msgs.get_mut(&seq) {
