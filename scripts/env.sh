@@ -41,6 +41,13 @@ export INVOKE_TIMEOUT_MS="${INVOKE_TIMEOUT_MS:-$(( (CONSUMER_TIMEOUT_SECS + 5) *
 export VISIBILITY_TIMEOUT="${VISIBILITY_TIMEOUT:-$((CONSUMER_TIMEOUT_SECS * 6))}"
 export BATCH_SIZE="${BATCH_SIZE:-10}"
 export BATCH_WINDOW_MS="${BATCH_WINDOW_MS:-0}"
+# The consumer counts the trigger's batching window in how late a deferred
+# message may come back (BATCHING_WINDOW_SECONDS, the template passes its
+# own): locally it is the poller's, rounded up to whole seconds.
+# (A BATCH_WINDOW_MS that is not a number is left to the poller to refuse.)
+if [[ -z "${BATCHING_WINDOW_SECONDS+set}" && "$BATCH_WINDOW_MS" =~ ^[0-9]{1,9}$ ]]; then
+  export BATCHING_WINDOW_SECONDS=$(( (10#$BATCH_WINDOW_MS + 999) / 1000 ))
+fi
 export MAX_CONCURRENCY="${MAX_CONCURRENCY:-2}"
 # EMF metric lines are noise on a terminal.
 export METRICS_DISABLED="${METRICS_DISABLED:-true}"

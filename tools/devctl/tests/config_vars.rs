@@ -291,3 +291,29 @@ fn the_stack_keeps_the_functions_defaults_but_where_the_readme_says() {
         );
     }
 }
+
+/// The consumer counts the trigger's batching window in how late a deferred
+/// message may come back; locally the trigger is the poller, so the stack
+/// tells the consumer the poller's window (rounded up to whole seconds, as
+/// `BATCHING_WINDOW_SECONDS` is), unless it is set outright.
+#[test]
+fn the_stack_tells_the_consumer_the_pollers_batching_window() {
+    let window = |extra: &[(&str, &str)]| {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        functions_env(&extra)
+            .get("BATCHING_WINDOW_SECONDS")
+            .cloned()
+    };
+    assert_eq!(window(&[]).as_deref(), Some("0"));
+    assert_eq!(window(&[("BATCH_WINDOW_MS", "1000")]).as_deref(), Some("1"));
+    assert_eq!(window(&[("BATCH_WINDOW_MS", "1500")]).as_deref(), Some("2"));
+    assert_eq!(
+        window(&[("BATCH_WINDOW_MS", "0"), ("BATCHING_WINDOW_SECONDS", "5")]).as_deref(),
+        Some("5")
+    );
+    // Not a number: nothing derived; the poller refuses it with its own error.
+    assert_eq!(window(&[("BATCH_WINDOW_MS", "soon")]), None);
+}
