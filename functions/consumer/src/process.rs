@@ -395,7 +395,7 @@ where
                     receive_count = env.receive_count,
                     "back before its slot; hidden until it"
                 );
-                return self.hide(env, wait).await;
+                return self.hide(env, policy::slot_hide(wait, limit)).await;
             }
         };
         // An upstream that keeps failing is left alone for a while: the
@@ -760,7 +760,8 @@ where
             why = why.as_str(),
             "deferred"
         );
-        self.hide(env, wait).await
+        let hide = policy::defer_hide(why, wait, self.settings.in_process_wait);
+        self.hide(env, hide).await
     }
 
     /// Hides the record for `wait`, or replaces it by a fresh copy before

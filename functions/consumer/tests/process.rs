@@ -533,8 +533,10 @@ async fn a_deferral_counts_from_its_decision_not_from_the_end_of_the_batch() {
     assert_eq!(status(&d, b).await.status, Status::Sent);
     assert_eq!(
         d.queue.deferred.lock().unwrap().clone(),
-        vec![("rh-a".to_string(), Duration::from_secs(4))],
-        "3.2 s left when the batch ends, rounded up: back at 4.2 s or just after, not at 5 s + 1 s"
+        vec![("rh-a".to_string(), Duration::from_secs(3))],
+        "3.2 s left when the batch ends, less the quarter second a slot's deferral comes back \
+         ahead (policy::SLOT_ADVANCE), rounded up: back at 4.0 s, within a quarter second \
+         before its slot, not at 5 s + 1 s"
     );
 }
 

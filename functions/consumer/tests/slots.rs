@@ -130,3 +130,54 @@ async fn a_used_slot_is_cleared_so_a_retry_asks_afresh() {
     assert!(run(&d, vec![record("s1", &body(id), 3)]).await.is_empty());
     assert_eq!(d.limiter.asked_held(), vec![true, false]);
 }
+
+/// SQS hides in whole seconds: a message deferred for its slot is made
+/// visible up to a quarter second before it (`policy::SLOT_ADVANCE`) rather
+/// than up to a second after, when it can wait that out in process; back
+/// that little early, it waits here and goes as the slot's holder.
+#[tokio::test]
+async fn a_slot_deferral_comes_back_at_most_a_quarter_second_early_and_waits_it_out() {
+    let mut d = deps();
+    d.settings.in_process_wait = Duration::from_millis(1500);
+    let early = MessageId::new();
+    with_slot(
+        &d,
+        early,
+        OffsetDateTime::now_utc() + Duration::from_millis(6100),
+    )
+    .await;
+    assert_eq!(
+        run(&d, vec![record("s1", &body(early), 2)]).await,
+        vec!["s1"]
+    );
+    assert_eq!(d.queue.deferrals(), vec![S(6)], "6 s, not 7 s");
+    assert!(d.limiter.asked_held().is_empty(), "no token asked for");
+
+    let now = MessageId::new();
+    with_slot(
+        &d,
+        now,
+        OffsetDateTime::now_utc() + Duration::from_millis(200),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    assert!(run(&d, vec![record("s2", &body(now), 3)]).await.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "waited here"
+    );
+    assert_eq!(d.limiter.asked_held(), vec![true]);
+    assert_eq!(status(&d, now).await.status, Status::Sent);
+
+    // Without waits in process it would only be hidden again: no advance.
+    let d = deps();
+    let id = MessageId::new();
+    with_slot(
+        &d,
+        id,
+        OffsetDateTime::now_utc() + Duration::from_millis(6100),
+    )
+    .await;
+    run(&d, vec![record("s3", &body(id), 2)]).await;
+    assert_eq!(d.queue.deferrals(), vec![S(7)]);
+}
