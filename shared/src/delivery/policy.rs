@@ -22,7 +22,8 @@
 //!    or take a new slot when a holder's token is gone).
 //! 6. The upstream's answer: [`after_call`] (sent, pause, retry, dead,
 //!    failed) and what the breaker learns from it: [`breaker_report`].
-//! 7. A deferral: hidden until its slot ([`visibility`], at most
+//! 7. A deferral: hidden until its slot, a quarter second ahead
+//!    ([`slot_hide`]; [`visibility`], at most
 //!    [`MAX_DEFER_VISIBILITY`] at a time), or replaced by a
 //!    fresh copy before SQS would dead-letter it for its receive count
 //!    ([`reenqueue_before_dlq`], [`reenqueue_delay`]).
