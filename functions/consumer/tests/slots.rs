@@ -16,6 +16,7 @@ mod support;
 use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// Gives message `id` the slot `at`, as an earlier deferral would have.
 async fn with_slot(d: &TestDeps, id: MessageId, at: OffsetDateTime) {
@@ -34,13 +35,13 @@ async fn with_slot(d: &TestDeps, id: MessageId, at: OffsetDateTime) {
 async fn a_throttled_message_keeps_its_slot_with_its_status() {
     let d = deps();
     let id = MessageId::new();
-    d.limiter.then(throttled(Duration::from_millis(4200)));
+    d.limiter.then(throttled(MS(4200)));
     let before = OffsetDateTime::now_utc();
     assert_eq!(run(&d, vec![record("s1", &body(id), 1)]).await, vec!["s1"]);
     let after = OffsetDateTime::now_utc();
     let slot = status(&d, id).await.slot_at.expect("a slot");
     assert!(
-        slot >= before + Duration::from_millis(4200) && slot <= after + Duration::from_millis(4200),
+        slot >= before + MS(4200) && slot <= after + MS(4200),
         "{slot} not 4.2 s after [{before}, {after}]"
     );
     assert_eq!(d.limiter.asked_held(), vec![false]);
@@ -58,12 +59,7 @@ async fn a_message_back_before_its_slot_is_hidden_until_it_without_a_token() {
     assert_eq!(d.queue.deferrals(), vec![MAX_DEFER_VISIBILITY]);
     // A slot 90 s away: hidden for the 90 s (whole seconds, rounded up).
     let soon = MessageId::new();
-    with_slot(
-        &d,
-        soon,
-        OffsetDateTime::now_utc() + Duration::from_millis(89_400),
-    )
-    .await;
+    with_slot(&d, soon, OffsetDateTime::now_utc() + MS(89_400)).await;
     run(&d, vec![record("s2", &body(soon), 3)]).await;
     assert_eq!(d.queue.deferrals()[1], S(90));
     let r = status(&d, id).await;
@@ -138,14 +134,9 @@ async fn a_used_slot_is_cleared_so_a_retry_asks_afresh() {
 #[tokio::test]
 async fn a_slot_deferral_comes_back_at_most_a_quarter_second_early_and_waits_it_out() {
     let mut d = deps();
-    d.settings.in_process_wait = Duration::from_millis(1500);
+    d.settings.in_process_wait = MS(1500);
     let early = MessageId::new();
-    with_slot(
-        &d,
-        early,
-        OffsetDateTime::now_utc() + Duration::from_millis(6100),
-    )
-    .await;
+    with_slot(&d, early, OffsetDateTime::now_utc() + MS(6100)).await;
     assert_eq!(
         run(&d, vec![record("s1", &body(early), 2)]).await,
         vec!["s1"]
@@ -154,30 +145,17 @@ async fn a_slot_deferral_comes_back_at_most_a_quarter_second_early_and_waits_it_
     assert!(d.limiter.asked_held().is_empty(), "no token asked for");
 
     let now = MessageId::new();
-    with_slot(
-        &d,
-        now,
-        OffsetDateTime::now_utc() + Duration::from_millis(200),
-    )
-    .await;
+    with_slot(&d, now, OffsetDateTime::now_utc() + MS(200)).await;
     let started = std::time::Instant::now();
     assert!(run(&d, vec![record("s2", &body(now), 3)]).await.is_empty());
-    assert!(
-        started.elapsed() >= Duration::from_millis(150),
-        "waited here"
-    );
+    assert!(started.elapsed() >= MS(150), "waited here");
     assert_eq!(d.limiter.asked_held(), vec![true]);
     assert_eq!(status(&d, now).await.status, Status::Sent);
 
     // Without waits in process it would only be hidden again: no advance.
     let d = deps();
     let id = MessageId::new();
-    with_slot(
-        &d,
-        id,
-        OffsetDateTime::now_utc() + Duration::from_millis(6100),
-    )
-    .await;
+    with_slot(&d, id, OffsetDateTime::now_utc() + MS(6100)).await;
     run(&d, vec![record("s3", &body(id), 2)]).await;
     assert_eq!(d.queue.deferrals(), vec![S(7)]);
 }
