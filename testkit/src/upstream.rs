@@ -7,12 +7,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The OnlyFans API answering from a script: each call takes the next
-/// outcome, and `Sent` with id `ofm_1` once the script is empty.
+/// outcome, and `Sent` with id `ofm_1` once the script is empty; each
+/// answer comes after `latency` (none by default).
 #[derive(Default)]
 pub struct ScriptedUpstream {
     pub script: Mutex<VecDeque<Outcome>>,
     /// Every call, in order.
     pub calls: Mutex<Vec<MessageId>>,
+    /// How long each call takes (tokio's clock).
+    pub latency: Mutex<Duration>,
+    /// Every call's message, start and answer (tokio's clock), in order of
+    /// answer.
+    pub spans: Mutex<Vec<(MessageId, tokio::time::Instant, tokio::time::Instant)>>,
     /// Token re-reads after a 401.
     pub refreshed: AtomicU32,
 }
@@ -22,6 +28,17 @@ impl ScriptedUpstream {
     pub fn then(&self, outcome: Outcome) -> &Self {
         lock(&self.script).push_back(outcome);
         self
+    }
+
+    /// Each call takes `latency` from now on.
+    pub fn taking(&self, latency: Duration) -> &Self {
+        *lock(&self.latency) = latency;
+        self
+    }
+
+    /// The calls answered so far: message, start and answer.
+    pub fn spans(&self) -> Vec<(MessageId, tokio::time::Instant, tokio::time::Instant)> {
+        lock(&self.spans).clone()
     }
 
     /// Calls made so far.
@@ -40,9 +57,15 @@ impl Upstream for ScriptedUpstream {
         let outcome = lock(&self.script).pop_front().unwrap_or(Outcome::Sent {
             upstream_id: Some("ofm_1".into()),
         });
+        let latency = *lock(&self.latency);
+        let start = tokio::time::Instant::now();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        lock(&self.spans).push((msg.message_id, start, tokio::time::Instant::now()));
         CallResult {
             outcome,
-            latency: Duration::from_millis(3),
+            latency: latency.max(Duration::from_millis(3)),
         }
     }
 

@@ -1,11 +1,13 @@
 //! SQS event in, `SqsBatchResponse` out.
 //!
 //! Records of different accounts are handled concurrently; records of one
-//! account in order, since they draw on one bucket anyway. Each record ends
+//! account ask the limiter in order, since they draw on one bucket anyway,
+//! each once the one before it has its token ([`Turn`]): their upstream
+//! calls overlap. Each record ends
 //! as `Done` (the trigger deletes it) or `Retry` (named in
 //! `batchItemFailures`, so the trigger leaves it for its visibility to end).
 
-use crate::process::{Deps, Disposition, Envelope, Hides};
+use crate::process::{Deps, Disposition, Envelope, Hides, Turn};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use shared::delivery::Upstream;
@@ -78,27 +80,35 @@ where
     }
     let hides = Hides::default();
     let hides = &hides;
-    let results = join_all(groups.into_values().map(|records| async move {
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            // Too little time left for one more upstream call: leave the
-            // record untouched for the trigger to hand out again.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !policy::record_fits(left, deps.settings.record_budget) {
-                tracing::warn!(
-                    sqs_message_id = r.message_id.as_deref().unwrap_or(""),
-                    left_ms = left.as_millis() as u64,
-                    "too little invocation time left; leaving the record for later"
-                );
-                out.push((r.message_id.clone(), Disposition::Retry));
-                continue;
-            }
-            let env = Envelope::from_record(r, invocation_id, deadline, hides);
-            let owner = format!("{invocation_id}:{}", env.sqs_id);
-            let d = deps.process(env, &owner).await;
-            out.push((r.message_id.clone(), d));
-        }
-        out
+    let results = join_all(groups.into_values().map(|records| {
+        let line = Turn::line(records.len());
+        join_all(
+            records
+                .into_iter()
+                .zip(line)
+                .map(|(r, (before, turn))| async move {
+                    // The account's records ask in order: this one once the one
+                    // before it has its token or is done.
+                    if let Some(before) = before {
+                        let _ = before.await;
+                    }
+                    // Too little time left for one more upstream call: leave the
+                    // record untouched for the trigger to hand out again.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !policy::record_fits(left, deps.settings.record_budget) {
+                        tracing::warn!(
+                            sqs_message_id = r.message_id.as_deref().unwrap_or(""),
+                            left_ms = left.as_millis() as u64,
+                            "too little invocation time left; leaving the record for later"
+                        );
+                        return (r.message_id.clone(), Disposition::Retry);
+                    }
+                    let env = Envelope::from_record(r, invocation_id, deadline, hides, &turn);
+                    let owner = format!("{invocation_id}:{}", env.sqs_id);
+                    let d = deps.process(env, &owner).await;
+                    (r.message_id.clone(), d)
+                }),
+        )
     }))
     .await;
     deps.flush_hides(hides).await;

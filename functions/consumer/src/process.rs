@@ -126,6 +126,69 @@ pub struct Deps<S, Q, U, L> {
     pub jitter: Jitter,
 }
 
+/// A record's place in its account's line within one batch. The account's
+/// records ask the limiter one after another, in the order they came; once
+/// a call of the line has been answered 2xx, a record passes its turn as
+/// soon as its token is taken, so the next one's wait for its token
+/// overlaps this one's upstream call instead of following it. Until then
+/// (the line's first call, and after any answer that is not a 2xx: a 429,
+/// a 5xx, a timeout), a record passes its turn only once answered, so an
+/// upstream that refuses the account gets one call at a time, not a burst
+/// of calls already under way. The turn passes on every path out: dropping
+/// it passes it.
+#[derive(Debug)]
+pub struct Turn {
+    next: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Whether the line's last answered call was a 2xx.
+    answered_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Turn {
+    /// A line of `n` turns: each waits for the one before it to pass.
+    pub fn line(n: usize) -> Vec<(Option<tokio::sync::oneshot::Receiver<()>>, Turn)> {
+        let answered_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut before = None;
+        (0..n)
+            .map(|_| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let wait = before.replace(rx);
+                let turn = Turn {
+                    next: std::sync::Mutex::new(Some(tx)),
+                    answered_ok: answered_ok.clone(),
+                };
+                (wait, turn)
+            })
+            .collect()
+    }
+
+    /// The record's token is taken: the next record may ask for its own,
+    /// if the line's calls are being answered.
+    pub fn token_taken(&self) {
+        if self.answered_ok.load(std::sync::atomic::Ordering::Acquire) {
+            self.pass();
+        }
+    }
+
+    /// The record's call was answered (`ok`: a 2xx).
+    pub fn answered(&self, ok: bool) {
+        self.answered_ok
+            .store(ok, std::sync::atomic::Ordering::Release);
+        if ok {
+            self.pass();
+        }
+    }
+
+    /// Lets the next record of the account go on (once; later calls do
+    /// nothing).
+    fn pass(&self) {
+        let next = self.next.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(next) = next {
+            // The next record may be gone already: nothing waits then.
+            let _ = next.send(());
+        }
+    }
+}
+
 /// What is known about a record before its body is trusted.
 pub struct Envelope<'a> {
     /// The Lambda request id of the invocation the record came in: on every
@@ -140,6 +203,8 @@ pub struct Envelope<'a> {
     pub deadline: Instant,
     /// Where the record's deferral goes, sent with the batch's others.
     pub hides: &'a Hides,
+    /// Its place in its account's line ([`Turn`]).
+    pub turn: &'a Turn,
 }
 
 /// The visibility changes an invocation's records ask for, sent together
@@ -180,6 +245,7 @@ impl<'a> Envelope<'a> {
         request_id: &'a str,
         deadline: Instant,
         hides: &'a Hides,
+        turn: &'a Turn,
     ) -> Self {
         Self {
             request_id,
@@ -194,6 +260,7 @@ impl<'a> Envelope<'a> {
             attributes: sdk_attributes(record),
             deadline,
             hides,
+            turn,
         }
     }
 
@@ -409,6 +476,9 @@ where
         if let Err(disposition) = self.take_token(env, msg, held).await {
             return disposition;
         }
+        // The token is taken: the account's next record may ask for its
+        // own while this one's call is under way ([`Turn`]).
+        env.turn.token_taken();
         self.call(env, msg, attempts_before, owner).await
     }
 
@@ -508,6 +578,8 @@ where
             Err(e) => return self.unavailable(env, &e.to_string()).await,
         }
         let call = self.upstream.send(msg).await;
+        env.turn
+            .answered(matches!(call.outcome, Outcome::Sent { .. }));
         // A delivery's upstream latency goes out with its other values in
         // one line (`Metrics::sent`); every other outcome's goes out here.
         if !matches!(call.outcome, Outcome::Sent { .. }) {
