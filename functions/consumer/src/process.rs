@@ -22,7 +22,10 @@
 //!    status together, atomic against `DELETE /v1/messages/{id}`), and call
 //!    the upstream, right after the token, so the time between the
 //!    limiter's decision and the request's arrival is short; settle the
-//!    permit with [`policy::breaker_report`].
+//!    permit with [`policy::breaker_report`]. The account's next record in
+//!    the batch asks for its token once this one has its own, while the
+//!    account's calls are answered 2xx, or else once this one is answered
+//!    ([`Turn`]).
 //! 7. Carry out [`policy::after_call`]'s plan: sent, pause the account and
 //!    defer, retry with backoff, dead, or failed.
 
@@ -43,8 +46,11 @@ use shared::store::{
     ClaimOutcome, ClaimStore, SendGate, SlotChange, Status, StatusStore, StoreError, Transition,
 };
 use shared::telemetry::{Metric, Metrics};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -138,19 +144,19 @@ pub struct Deps<S, Q, U, L> {
 /// it passes it.
 #[derive(Debug)]
 pub struct Turn {
-    next: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    next: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     /// Whether the line's last answered call was a 2xx.
-    answered_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered_ok: Arc<AtomicBool>,
 }
 
 impl Turn {
     /// A line of `n` turns: each waits for the one before it to pass.
-    pub fn line(n: usize) -> Vec<(Option<tokio::sync::oneshot::Receiver<()>>, Turn)> {
-        let answered_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    pub fn line(n: usize) -> Vec<(Option<oneshot::Receiver<()>>, Turn)> {
+        let answered_ok = Arc::new(AtomicBool::new(false));
         let mut before = None;
         (0..n)
             .map(|_| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (tx, rx) = oneshot::channel();
                 let wait = before.replace(rx);
                 let turn = Turn {
                     next: std::sync::Mutex::new(Some(tx)),
@@ -164,15 +170,14 @@ impl Turn {
     /// The record's token is taken: the next record may ask for its own,
     /// if the line's calls are being answered.
     pub fn token_taken(&self) {
-        if self.answered_ok.load(std::sync::atomic::Ordering::Acquire) {
+        if self.answered_ok.load(Ordering::Acquire) {
             self.pass();
         }
     }
 
     /// The record's call was answered (`ok`: a 2xx).
     pub fn answered(&self, ok: bool) {
-        self.answered_ok
-            .store(ok, std::sync::atomic::Ordering::Release);
+        self.answered_ok.store(ok, Ordering::Release);
         if ok {
             self.pass();
         }
