@@ -14,10 +14,9 @@ use tokio::time::Instant;
 
 const LATENCY: Duration = Duration::from_millis(200);
 
-/// Runs `n` messages of one account through one batch, each call taking
-/// [`LATENCY`]; returns their ids, in the batch's order.
-async fn batch_of(d: &TestDeps, n: usize) -> Vec<MessageId> {
-    d.upstream.taking(LATENCY);
+/// `n` messages of one account, through one batch in that order; returns
+/// their ids and the batch item failures.
+async fn one_batch(d: &TestDeps, n: usize) -> (Vec<MessageId>, Vec<String>) {
     let ids: Vec<MessageId> = (0..n).map(|_| MessageId::new()).collect();
     let records = ids
         .iter()
@@ -29,8 +28,7 @@ async fn batch_of(d: &TestDeps, n: usize) -> Vec<MessageId> {
     let failures = tokio::time::timeout(Duration::from_secs(60), run(d, records))
         .await
         .expect("the batch finished");
-    assert!(failures.is_empty(), "{failures:?}");
-    ids
+    (ids, failures)
 }
 
 /// Each message's call, start and answer, in the batch's order.
@@ -50,8 +48,10 @@ fn calls_of(d: &TestDeps, ids: &[MessageId]) -> Vec<(Instant, Instant)> {
 #[tokio::test(start_paused = true)]
 async fn once_a_call_is_answered_2xx_the_next_records_calls_overlap() {
     let d = deps();
+    d.upstream.taking(LATENCY);
     let started = Instant::now();
-    let ids = batch_of(&d, 4).await;
+    let (ids, failures) = one_batch(&d, 4).await;
+    assert!(failures.is_empty(), "{failures:?}");
     let calls = calls_of(&d, &ids);
     // The first call goes alone; once it is answered 2xx the rest ask for
     // their tokens (each granted at once here) one after another without
@@ -84,15 +84,7 @@ async fn after_an_answer_that_is_not_a_2xx_the_next_call_waits_for_the_one_befor
             reason: "503".into(),
         })
         .taking(LATENCY);
-    let ids: Vec<MessageId> = (0..4).map(|_| MessageId::new()).collect();
-    let records = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| record(&format!("s{i}"), &body(*id), 1))
-        .collect();
-    let failures = tokio::time::timeout(Duration::from_secs(60), run(&d, records))
-        .await
-        .expect("the batch finished");
+    let (ids, failures) = one_batch(&d, 4).await;
     // The 503 is retried later (a batch item failure), not lost.
     assert_eq!(failures, vec!["s0".to_owned()]);
     let calls = calls_of(&d, &ids);
@@ -113,15 +105,7 @@ async fn a_record_that_never_calls_lets_the_next_one_go() {
     d.limiter
         .then(throttled(Duration::from_secs(30)))
         .then_unavailable();
-    let ids: Vec<MessageId> = (0..3).map(|_| MessageId::new()).collect();
-    let records = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| record(&format!("s{i}"), &body(*id), 1))
-        .collect();
-    let failures = tokio::time::timeout(Duration::from_secs(60), run(&d, records))
-        .await
-        .expect("the batch finished");
+    let (ids, failures) = one_batch(&d, 3).await;
     assert_eq!(failures, vec!["s0".to_owned(), "s1".to_owned()]);
     assert_eq!(*d.upstream.calls.lock().unwrap(), vec![ids[2]]);
 }
