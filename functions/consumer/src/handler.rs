@@ -81,7 +81,8 @@ where
     let hides = Hides::default();
     let hides = &hides;
     let results = join_all(groups.into_values().map(|records| {
-        let line = Turn::line(records.len());
+        let bodies: Vec<Option<&str>> = records.iter().map(|r| r.body.as_deref()).collect();
+        let line = Turn::line(&bodies);
         join_all(
             records
                 .into_iter()

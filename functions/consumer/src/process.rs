@@ -140,27 +140,36 @@ pub struct Deps<S, Q, U, L> {
 /// (the line's first call, and after any answer that is not a 2xx: a 429,
 /// a 5xx, a timeout), a record passes its turn only once answered, so an
 /// upstream that refuses the account gets one call at a time, not a burst
-/// of calls already under way. The turn passes on every path out: dropping
-/// it passes it.
+/// of calls already under way. A record with a copy of itself later in the
+/// line (SQS delivered it twice in one batch, or a fresh copy met its
+/// original) holds its turn until it is done, so the copy finds it settled
+/// rather than claimed. The turn passes on every path out: dropping it
+/// passes it.
 #[derive(Debug)]
 pub struct Turn {
     next: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     /// Whether the line's last answered call was a 2xx.
     answered_ok: Arc<AtomicBool>,
+    /// False for a record whose copy comes later in the line.
+    may_pass_early: bool,
 }
 
 impl Turn {
-    /// A line of `n` turns: each waits for the one before it to pass.
-    pub fn line(n: usize) -> Vec<(Option<oneshot::Receiver<()>>, Turn)> {
+    /// A line of turns for records with these bodies, in order: each waits
+    /// for the one before it to pass.
+    pub fn line<B: PartialEq>(bodies: &[B]) -> Vec<(Option<oneshot::Receiver<()>>, Turn)> {
         let answered_ok = Arc::new(AtomicBool::new(false));
         let mut before = None;
-        (0..n)
-            .map(|_| {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
                 let (tx, rx) = oneshot::channel();
                 let wait = before.replace(rx);
                 let turn = Turn {
                     next: std::sync::Mutex::new(Some(tx)),
                     answered_ok: answered_ok.clone(),
+                    may_pass_early: !bodies[i + 1..].contains(body),
                 };
                 (wait, turn)
             })
@@ -171,7 +180,7 @@ impl Turn {
     /// if the line's calls are being answered.
     pub fn token_taken(&self) {
         if self.answered_ok.load(Ordering::Acquire) {
-            self.pass();
+            self.pass_early();
         }
     }
 
@@ -179,6 +188,13 @@ impl Turn {
     pub fn answered(&self, ok: bool) {
         self.answered_ok.store(ok, Ordering::Release);
         if ok {
+            self.pass_early();
+        }
+    }
+
+    /// Passes before the record is done, unless a copy of it waits behind.
+    fn pass_early(&self) {
+        if self.may_pass_early {
             self.pass();
         }
     }

@@ -110,9 +110,48 @@ async fn a_record_that_never_calls_lets_the_next_one_go() {
     assert_eq!(*d.upstream.calls.lock().unwrap(), vec![ids[2]]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_copy_in_the_same_batch_finds_its_original_sent_not_claimed() {
+    // SQS delivered a message twice in one batch: the copy must not start
+    // while the original's call is under way (it would find the claim held
+    // and be put back), whether the line's calls are already being answered
+    // 2xx (the copy of the second record) or not (a copy of the first).
+    let d = deps();
+    d.upstream.taking(LATENCY);
+    let (first, second) = (MessageId::new(), MessageId::new());
+    let records = vec![
+        record("s0", &body(first), 1),
+        record("s1", &body(first), 1),
+        record("s2", &body(second), 1),
+        record("s3", &body(second), 1),
+    ];
+    let failures = tokio::time::timeout(Duration::from_secs(60), run(&d, records))
+        .await
+        .expect("the batch finished");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(*d.upstream.calls.lock().unwrap(), vec![first, second]);
+    assert_eq!(status(&d, second).await.status, shared::store::Status::Sent);
+}
+
+#[tokio::test]
+async fn a_turn_with_a_copy_behind_it_passes_only_when_dropped() {
+    let mut line = Turn::line(&["a", "b", "a"]).into_iter();
+    let (_, first) = line.next().unwrap();
+    let (before_second, _second) = line.next().unwrap();
+    let mut before_second = before_second.unwrap();
+    first.answered(true);
+    first.token_taken();
+    assert!(before_second.try_recv().is_err());
+    drop(first);
+    assert!(matches!(
+        before_second.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+    ));
+}
+
 #[tokio::test]
 async fn a_turn_passes_when_answered_2xx_or_dropped_and_not_before() {
-    let mut line = Turn::line(5).into_iter();
+    let mut line = Turn::line(&[1, 2, 3, 4, 5]).into_iter();
     let (before_first, first) = line.next().unwrap();
     assert!(before_first.is_none(), "the first waits for no one");
     let mut turns = line.map(|(before, turn)| (before.unwrap(), turn));
