@@ -157,19 +157,25 @@ pub struct Turn {
 impl Turn {
     /// A line of turns for records with these bodies, in order: each waits
     /// for the one before it to pass.
-    pub fn line<B: PartialEq>(bodies: &[B]) -> Vec<(Option<oneshot::Receiver<()>>, Turn)> {
+    pub fn line<B: Eq + std::hash::Hash>(
+        bodies: &[B],
+    ) -> Vec<(Option<oneshot::Receiver<()>>, Turn)> {
+        // Whether a copy comes later, for each record (one pass from the
+        // back: a batch may hold up to 10,000 records).
+        let mut later = std::collections::HashSet::with_capacity(bodies.len());
+        let mut copy_behind: Vec<bool> = bodies.iter().rev().map(|b| !later.insert(b)).collect();
+        copy_behind.reverse();
         let answered_ok = Arc::new(AtomicBool::new(false));
         let mut before = None;
-        bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
+        copy_behind
+            .into_iter()
+            .map(|copy_behind| {
                 let (tx, rx) = oneshot::channel();
                 let wait = before.replace(rx);
                 let turn = Turn {
                     next: std::sync::Mutex::new(Some(tx)),
                     answered_ok: answered_ok.clone(),
-                    may_pass_early: !bodies[i + 1..].contains(body),
+                    may_pass_early: !copy_behind,
                 };
                 (wait, turn)
             })
