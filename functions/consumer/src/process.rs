@@ -25,7 +25,7 @@
 //!    permit with [`policy::breaker_report`]. The account's next record in
 //!    the batch asks for its token once this one has its own, while the
 //!    account's calls are answered 2xx, or else once this one is answered
-//!    ([`Turn`]).
+//!    2xx or done ([`Turn`]).
 //! 7. Carry out [`policy::after_call`]'s plan: sent, pause the account and
 //!    defer, retry with backoff, dead, or failed.
 
@@ -138,9 +138,10 @@ pub struct Deps<S, Q, U, L> {
 /// soon as its token is taken, so the next one's wait for its token
 /// overlaps this one's upstream call instead of following it. Until then
 /// (the line's first call, and after any answer that is not a 2xx: a 429,
-/// a 5xx, a timeout), a record passes its turn only once answered, so an
-/// upstream that refuses the account gets one call at a time, not a burst
-/// of calls already under way. A record with a copy of itself later in the
+/// a 5xx, a timeout), a record passes its turn only once answered 2xx, or
+/// else once it is done (a 429's pause is then set before the next one
+/// asks), so an upstream that refuses the account gets one call at a time,
+/// not a burst of calls already under way. A record with a copy of itself later in the
 /// line (SQS delivered it twice in one batch, or a fresh copy met its
 /// original) holds its turn until it is done, so the copy finds it settled
 /// rather than claimed. The turn passes on every path out: dropping it
@@ -605,11 +606,11 @@ where
             Err(e) => return self.unavailable(env, &e.to_string()).await,
         }
         let call = self.upstream.send(msg).await;
-        env.turn
-            .answered(matches!(call.outcome, Outcome::Sent { .. }));
+        let sent = matches!(call.outcome, Outcome::Sent { .. });
+        env.turn.answered(sent);
         // A delivery's upstream latency goes out with its other values in
         // one line (`Metrics::sent`); every other outcome's goes out here.
-        if !matches!(call.outcome, Outcome::Sent { .. }) {
+        if !sent {
             self.metrics
                 .latency(Metric::UpstreamLatency, call.latency, msg.priority);
         }
