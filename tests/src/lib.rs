@@ -273,6 +273,12 @@ where
     }
 }
 
+/// The nearest-rank `q`-quantile (0 < `q` ≤ 1) of `sorted`, which is sorted
+/// and not empty: the smallest value with at least `q` of them at or below.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// Checks a list of send times (µs) against the contract's arrival curve:
 /// at most `burst + rate * t / 60` in any interval of `t` seconds, allowing
 /// `tolerance` for the time between the limiter's decision and arrival.
@@ -450,6 +456,16 @@ pub fn now_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_rank_is_the_smallest_value_with_that_share_at_or_below() {
+        let v: Vec<f64> = (1..=30).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 0.5), 15.0);
+        assert_eq!(nearest_rank(&v, 0.9), 27.0);
+        assert_eq!(nearest_rank(&v, 0.95), 29.0);
+        assert_eq!(nearest_rank(&v, 1.0), 30.0);
+        assert_eq!(nearest_rank(&[7.0], 0.5), 7.0);
+    }
 
     #[test]
     fn queue_body_is_what_the_consumer_reads() {

@@ -2,7 +2,9 @@
 //! account with its own limit delivered beside one at the defaults.
 
 use anyhow::Result;
-use integration_tests::{Stack, curve_violations, eventually, queue_body, unique_account};
+use integration_tests::{
+    Stack, curve_violations, eventually, nearest_rank, queue_body, unique_account,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -248,7 +250,7 @@ async fn a_deferred_backlog_against_its_ideal_curve() -> Result<()> {
     let anchor = tail.iter().copied().fold(f64::INFINITY, f64::min);
     let mut late: Vec<f64> = tail.iter().map(|t| (t - anchor) / 1e6).collect();
     late.sort_by(f64::total_cmp);
-    let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    let pick = |q: f64| nearest_rank(&late, q);
     eprintln!(
         "{n} sends at 60/min burst 5: the last 30 behind a one-a-second grid p50 {:.3} s, p90 {:.3} s, max {:.3} s; {:.1}% of the budget",
         pick(0.5),

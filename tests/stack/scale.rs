@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
-use integration_tests::{Stack, eventually, now_us, unique_account};
+use integration_tests::{Stack, eventually, nearest_rank, now_us, unique_account};
 use serde_json::json;
 use std::time::Duration;
 
@@ -73,9 +73,7 @@ async fn quiet_accounts_beside_a_backlog_being_posted() -> Result<()> {
         "{violations} violations of the noisy account's limit"
     );
     latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
+    let pick = |q: f64| nearest_rank(&latencies, q);
     eprintln!(
         "1,000 posted in {posting_s:.1} s; the 20 quiet messages, POST to stub: p50 {:.3} s, p95 {:.3} s, max {:.3} s; the noisy account had {} at the stub by then",
         pick(0.5),
