@@ -5,6 +5,7 @@
 
 mod support;
 
+use aws_lambda_events::event::sqs::SqsMessage;
 use consumer::process::Turn;
 use shared::delivery::Outcome;
 use shared::message::MessageId;
@@ -13,6 +14,14 @@ use support::*;
 use tokio::time::Instant;
 
 const LATENCY: Duration = Duration::from_millis(200);
+
+/// Runs one batch; returns the batch item failures. A line that never
+/// passes on would hang here: the paused clock runs to the timeout instead.
+async fn run_in_time(d: &TestDeps, records: Vec<SqsMessage>) -> Vec<String> {
+    tokio::time::timeout(Duration::from_secs(60), run(d, records))
+        .await
+        .expect("the batch finished")
+}
 
 /// `n` messages of one account, through one batch in that order; returns
 /// their ids and the batch item failures.
@@ -23,11 +32,7 @@ async fn one_batch(d: &TestDeps, n: usize) -> (Vec<MessageId>, Vec<String>) {
         .enumerate()
         .map(|(i, id)| record(&format!("s{i}"), &body(*id), 1))
         .collect();
-    // A line that never passes on would hang here: the paused clock runs
-    // to the timeout instead.
-    let failures = tokio::time::timeout(Duration::from_secs(60), run(d, records))
-        .await
-        .expect("the batch finished");
+    let failures = run_in_time(d, records).await;
     (ids, failures)
 }
 
@@ -125,9 +130,7 @@ async fn a_copy_in_the_same_batch_finds_its_original_sent_not_claimed() {
         record("s2", &body(second), 1),
         record("s3", &body(second), 1),
     ];
-    let failures = tokio::time::timeout(Duration::from_secs(60), run(&d, records))
-        .await
-        .expect("the batch finished");
+    let failures = run_in_time(&d, records).await;
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(*d.upstream.calls.lock().unwrap(), vec![first, second]);
     assert_eq!(status(&d, second).await.status, shared::store::Status::Sent);
