@@ -78,7 +78,7 @@ impl Clock {
 
     /// Microseconds since the Unix epoch (0 before it).
     pub fn now_us(&self) -> u64 {
-        u64::try_from(self.now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0)
+        unix_us(self.now_utc()).unwrap_or(0)
     }
 
     /// Tokio's instant now (virtual on a paused runtime).
@@ -96,6 +96,11 @@ impl Clock {
     pub fn instant_at_epoch_ms(&self, epoch_ms: u64) -> Instant {
         Instant::now() + Duration::from_millis(epoch_ms.saturating_sub(self.now_ms()))
     }
+}
+
+/// Microseconds since the Unix epoch of `t` (`None` before it).
+pub fn unix_us(t: OffsetDateTime) -> Option<u64> {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ async fn unconfirmed_tokens_claims_and_terminal_statuses_are_errors() -> TestRes
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(
         limiter
-            .acquire_as(&account, Priority::Medium, true)
+            .acquire_as(&account, Priority::Medium, true, None)
             .await?
             .is_allowed()
     );

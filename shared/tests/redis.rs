@@ -65,50 +65,96 @@ async fn script_matches_twin() {
     let mut own: Option<Rate> = None;
     let t0 = 1_800_000_000_000_000u64;
     use LimitChange::{Clear, Keep, Raw, Set};
-    // (gap µs, reserve percent, holds a slot, limit change before the step)
-    let steps: [(u64, u8, bool, LimitChange); 32] = [
-        (0, 0, false, Keep),
-        (0, 0, false, Keep),
-        (0, 34, false, Keep),
-        (0, 0, false, Keep),
-        (0, 0, false, Keep),
-        (50_000, 0, false, Keep),
-        (50_000, 0, true, Keep),
-        (50_000, 0, false, Keep),
-        (250_000, 67, false, Keep),
-        (0, 0, true, Keep),
-        (0, 0, false, Keep),
-        (10_000_000, 34, false, Keep),
-        (0, 67, false, Keep),
-        (0, 0, false, Keep),
-        (60_000, 0, true, Keep),
-        (3_000_000, 0, false, Keep),
+    // (gap µs, reserve percent, holds a slot, due this long before the step
+    // (0: unknown), limit change before the step)
+    let steps: [(u64, u8, bool, u64, LimitChange); 69] = [
+        (0, 0, false, 1_500_000, Keep),
+        (0, 0, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (50_000, 0, false, 0, Keep),
+        (50_000, 0, true, 0, Keep),
+        (50_000, 0, false, 0, Keep),
+        (250_000, 67, false, 0, Keep),
+        (0, 0, true, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (10_000_000, 34, false, 1_500_000, Keep),
+        (0, 67, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (60_000, 0, true, 0, Keep),
+        (3_000_000, 0, false, 0, Keep),
         // An own limit, slower and smaller: tokens kept, capped at 2.
-        (0, 0, false, Set(120, 2)),
-        (0, 67, false, Keep),
-        (0, 0, false, Keep),
-        (400_000, 0, true, Keep),
-        (100_000, 0, true, Keep),
+        (0, 0, false, 0, Set(120, 2)),
+        (0, 67, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (400_000, 0, true, 0, Keep),
+        (100_000, 0, true, 0, Keep),
         // Larger burst, faster: nothing minted, refill from the last take.
-        (1_000_000, 20, false, Set(60, 50)),
-        (0, 0, false, Keep),
+        (1_000_000, 20, false, 1_500_000, Set(60, 50)),
+        (0, 0, false, 0, Keep),
         // A hash the script does not accept: the defaults.
-        (0, 0, false, Raw("0", "2")),
-        (2_000_000, 0, false, Raw("60", "2.5")),
-        (0, 0, false, Set(1, 1)),
+        (0, 0, false, 0, Raw("0", "2")),
+        (2_000_000, 0, false, 0, Raw("60", "2.5")),
+        (0, 0, false, 0, Set(1, 1)),
         // A burst of one owes the guard: a full bucket goes below zero, and
         // the slots it hands out are an interval and the spread apart.
-        (61_000_000, 0, false, Keep),
-        (0, 0, false, Keep),
-        (0, 0, false, Keep),
-        (60_000_000, 0, true, Keep),
-        (0, 0, false, Clear),
-        (5_000_000, 10, false, Keep),
+        (61_000_000, 0, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (60_000_000, 0, true, 0, Keep),
+        (0, 0, false, 0, Clear),
+        (5_000_000, 10, false, 1_500_000, Keep),
+        // The credit (ARGV[7]): a slow bucket full for a minute, drained by
+        // a medium backlog whose first message was due 1.5 s ago: the
+        // reserve it keeps shrinks by that refill, until the bucket is
+        // full again; a send not from a full bucket leaves the credit as it
+        // was; due after the bucket filled, or unknown, credits less or none.
+        (0, 0, false, 0, Set(60, 10)),
+        (60_000_000, 34, false, 1_500_000, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (700_000, 34, false, 0, Keep),
+        (0, 34, true, 0, Keep),
+        (300_000, 34, true, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 0, false, 0, Keep),
+        (2_000_000, 20, false, 900_000, Keep),
+        (60_000_000, 20, false, 90_000_000, Keep),
+        (0, 20, false, 0, Keep),
+        (60_000_000, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (0, 20, false, 0, Keep),
+        (60_000_000, 0, false, 5_000_000, Keep),
+        (0, 20, false, 0, Keep),
+        // Full for only 0.5 s of the 1.5 s since the message was due: the
+        // credit is the refill lost to the cap, 0.5 of a token.
+        (60_000_000, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (2_500_000, 34, false, 1_500_000, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
+        (0, 34, false, 0, Keep),
     ];
     let mut now = t0;
     let mut own_seen = (0usize, 0usize);
+    let mut credits: Vec<f64> = Vec::new();
     let key = shared::keys::limits(&a);
-    for (i, (gap, pct, held, change)) in steps.iter().enumerate() {
+    for (i, (gap, pct, held, due_ago, change)) in steps.iter().enumerate() {
         now += gap;
         let mut cm = c.clone();
         match *change {
@@ -148,16 +194,25 @@ async fn script_matches_twin() {
                 reserve_percent: *pct,
                 held: *held,
                 limit: own,
+                due_us: (*due_ago > 0).then(|| now - due_ago),
             },
         );
         if let Some(b) = out.bucket {
             bucket_state = Some(b);
+            credits.push(b.credit);
         }
         if let Some(h) = out.horizon_us {
             horizon = Some(h);
         }
         let (got, in_force) = l
-            .acquire_step(&a, Priority::High, *pct, now, *held)
+            .acquire_step(
+                &a,
+                Priority::High,
+                *pct,
+                now,
+                *held,
+                if *due_ago > 0 { now - due_ago } else { 0 },
+            )
             .await
             .unwrap();
         assert_eq!(out.limit, in_force, "step {i}: limit in force");
@@ -178,6 +233,34 @@ async fn script_matches_twin() {
     // Both answers were seen under an own limit: a table that only ever
     // allowed there would prove little.
     assert!(own_seen.0 > 0 && own_seen.1 > 0, "{own_seen:?}");
+    // The credit was given, kept, capped and cleared along the way.
+    let seen = |c: f64| credits.iter().any(|x| (x - c).abs() < 1e-6);
+    assert!(
+        seen(1.5) && seen(1.9) && seen(0.5) && seen(0.0),
+        "{credits:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_script_answers_callers_that_send_fewer_arguments() {
+    // A caller from before ARGV[6] (held) and ARGV[7] (due) was added, as
+    // `redis-benchmark` command lines are: no slot held, no due time.
+    let mut c = conn().await;
+    let a = account("argv");
+    let lua = redis::Script::new(shared::limiter::SCRIPT);
+    for args in [5usize, 6, 7] {
+        let mut script = lua.prepare_invoke();
+        script
+            .key(shared::keys::bucket(&a))
+            .key(shared::keys::horizon(&a, Priority::High))
+            .key(shared::keys::pause(&a))
+            .key(shared::keys::limits(&a));
+        for v in [600u64, 10, 0, 0, 60_000, 0, 0].iter().take(args) {
+            script.arg(*v);
+        }
+        let reply: Vec<i64> = script.invoke_async(&mut c).await.unwrap();
+        assert_eq!(reply.first(), Some(&1), "{args} arguments: {reply:?}");
+    }
 }
 
 #[tokio::test]

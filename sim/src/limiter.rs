@@ -130,6 +130,7 @@ impl Limiter for TwinLimiter {
         account: &AccountId,
         priority: Priority,
         held: bool,
+        due_us: Option<u64>,
     ) -> Result<Decision, LimiterError> {
         self.check()?;
         let now_us = self.clock.now_us().max(1);
@@ -170,6 +171,7 @@ impl Limiter for TwinLimiter {
                 reserve_percent: self.reserve_pct[c],
                 held,
                 limit: own,
+                due_us,
             },
         );
         if let Some(b) = out.bucket {
@@ -252,7 +254,7 @@ mod tests {
             12_100
         );
         assert!(
-            l.acquire_as(&acct(), Priority::High, true)
+            l.acquire_as(&acct(), Priority::High, true, None)
                 .await
                 .unwrap()
                 .is_allowed()
@@ -303,7 +305,7 @@ mod tests {
         // The denied message comes back at the slot it was given.
         tokio::time::sleep(d.wait()).await;
         assert!(
-            l.acquire_as(&acct(), Priority::High, true)
+            l.acquire_as(&acct(), Priority::High, true, None)
                 .await
                 .unwrap()
                 .is_allowed()

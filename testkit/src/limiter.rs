@@ -19,6 +19,8 @@ pub struct ScriptedLimiter {
     pub paused: Mutex<Vec<Duration>>,
     /// For every `acquire`, whether the message held a slot.
     pub held: Mutex<Vec<bool>>,
+    /// For every `acquire`, when the message was due (µs), if given.
+    pub due: Mutex<Vec<Option<u64>>>,
 }
 
 impl ScriptedLimiter {
@@ -42,6 +44,11 @@ impl ScriptedLimiter {
     pub fn asked_held(&self) -> Vec<bool> {
         lock(&self.held).clone()
     }
+
+    /// For every `acquire` so far, when the message was due (µs).
+    pub fn asked_due(&self) -> Vec<Option<u64>> {
+        lock(&self.due).clone()
+    }
 }
 
 impl Limiter for ScriptedLimiter {
@@ -50,8 +57,10 @@ impl Limiter for ScriptedLimiter {
         _: &AccountId,
         _: Priority,
         held: bool,
+        due_us: Option<u64>,
     ) -> Result<Decision, LimiterError> {
         lock(&self.held).push(held);
+        lock(&self.due).push(due_us);
         match lock(&self.script).pop_front() {
             None => Ok(Decision::Allowed { tokens_left: 5.0 }),
             Some(Ok(d)) => Ok(d),

@@ -461,6 +461,7 @@ where
         // scheduled send has neither).
         let send_at = msg.send_at.or(record.as_ref().and_then(|r| r.send_at));
         let until_due = send_at.map(|t| policy::until(t, self.clock.now_utc()));
+        let due_us = policy::due_us(msg.created_at, send_at);
         match policy::due_step(until_due, limit, env.time_left()) {
             DueStep::Due => {}
             DueStep::WaitThenGo(wait) => self.clock.sleep(wait).await,
@@ -501,7 +502,7 @@ where
                 .defer(env, msg, (retry_in, DeferReason::CircuitOpen), None)
                 .await;
         }
-        if let Err(disposition) = self.take_token(env, msg, held).await {
+        if let Err(disposition) = self.take_token(env, msg, held, due_us).await {
             return disposition;
         }
         // The token is taken: the account's next record may ask for its
@@ -517,6 +518,7 @@ where
         env: &Envelope<'_>,
         msg: &QueueMessage,
         mut held: bool,
+        due_us: Option<u64>,
     ) -> Result<(), Disposition> {
         let s = &self.settings;
         held = policy::asks_as_holder(held, s.deferral);
@@ -524,7 +526,7 @@ where
         loop {
             let asked = self
                 .limiter
-                .acquire_as(&msg.account_id, msg.priority, held)
+                .acquire_as(&msg.account_id, msg.priority, held, due_us)
                 .await;
             let decision = match asked {
                 Ok(d) => d,

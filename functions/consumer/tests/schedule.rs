@@ -4,7 +4,7 @@
 //! it at all, whichever comes first, the cancel or the consumer.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use shared::clock::Clock;
+use shared::clock::{Clock, unix_us};
 use shared::delivery::policy::MAX_DEFER_VISIBILITY;
 use shared::message::{MessageId, Priority};
 use shared::store::{CancelOutcome, NewRecord, Status, StatusStore};
@@ -131,6 +131,21 @@ async fn a_message_due_within_a_second_and_a_half_waits_in_process() {
     assert_eq!(r.status, Status::Sent);
     assert_eq!(r.sent_at, Some(send_at));
     assert!(d.queue.deferrals().is_empty());
+    // The limiter credits a full bucket from the sendAt, not the acceptance.
+    assert_eq!(d.limiter.asked_due(), vec![unix_us(send_at)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_asks_the_limiter_with_when_it_was_accepted() {
+    let d = scheduled_deps();
+    // support::body was accepted at 2026-11-27T01:00:00Z; a sendAt before
+    // that counts as the acceptance.
+    let accepted_at = time::macros::datetime!(2026-11-27 01:00 UTC);
+    for (i, send_at) in [None, Some(accepted_at - S(60))].into_iter().enumerate() {
+        let body = body_at(MessageId::new(), send_at);
+        assert!(invoke(&d, &format!("inv-{i}"), &body, 1).await.is_empty());
+    }
+    assert_eq!(d.limiter.asked_due(), vec![unix_us(accepted_at); 2]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -241,6 +241,13 @@ pub fn enqueue_delay(send_at: Option<OffsetDateTime>, now: OffsetDateTime) -> Du
     Duration::from_secs(until_due.as_secs()).min(MAX_DELAY)
 }
 
+/// When a message was due, in microseconds since the Unix epoch, for the
+/// limiter's credit (`Rate::credit`): its `sendAt` if it has one and that is
+/// later than its acceptance, else its acceptance; `None` before the epoch.
+pub fn due_us(created_at: OffsetDateTime, send_at: Option<OffsetDateTime>) -> Option<u64> {
+    crate::clock::unix_us(send_at.map_or(created_at, |s| s.max(created_at)))
+}
+
 /// How long until a `slot`, at `now` (zero once it has come).
 pub fn until(slot: OffsetDateTime, now: OffsetDateTime) -> Duration {
     (slot - now).try_into().unwrap_or(Duration::ZERO)

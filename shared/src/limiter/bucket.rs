@@ -29,6 +29,10 @@ pub struct BucketState {
     pub tokens: f64,
     /// Microseconds since the Unix epoch on the limiter's clock.
     pub ts_us: u64,
+    /// Refill this bucket lost while it stood full after the message that
+    /// drained it was due ([`Rate::credit`]): the reserving classes may keep
+    /// that much less of their reserve until the bucket is full again.
+    pub credit: f64,
 }
 
 /// Rate and capacity of an account's bucket: the defaults
@@ -78,7 +82,46 @@ impl Rate {
     /// Tokens a class with `percent` reserved leaves after a send: its
     /// reserve, and at least the [`Rate::guard`].
     pub fn kept(&self, percent: u8) -> f64 {
-        self.reserve(percent).max(self.guard())
+        self.kept_with(percent, 0.0)
+    }
+
+    /// [`Rate::kept`] in a bucket holding `credit`: the reserve less the
+    /// credit, and still at least the guard, so every send keeps the curve.
+    pub fn kept_with(&self, percent: u8, credit: f64) -> f64 {
+        (self.reserve(percent) - credit).max(self.guard())
+    }
+
+    /// The credit a send from a full bucket leaves it: the refill the bucket
+    /// lost to its cap between the moment the message was due (`due_us`:
+    /// accepted, or its `sendAt`) and `now_us`, while it stood full, at most
+    /// what the class keeps beyond the guard. A backlog's first message
+    /// reaches the limiter a batching window and a receive after it was
+    /// accepted, and a bucket that waits full meanwhile loses that refill;
+    /// without the credit every later slot of the backlog carries the delay.
+    /// The contract's curve is kept (every send still leaves the guard);
+    /// what shrinks, by that refill and until the bucket is full again, is
+    /// the reserve `high` finds.
+    pub fn credit(
+        &self,
+        percent: u8,
+        bucket: Option<BucketState>,
+        due_us: Option<u64>,
+        now_us: u64,
+    ) -> f64 {
+        let Some(due) = due_us.filter(|d| *d > 0) else {
+            return 0.0;
+        };
+        let per_us = self.per_us();
+        // When the stored tokens reached the cap (a missing bucket has
+        // always been full).
+        let start = match bucket {
+            Some(s) => (s.ts_us as f64 + (self.burst - s.tokens).max(0.0) / per_us).max(due as f64),
+            None => due as f64,
+        };
+        if start >= now_us as f64 {
+            return 0.0;
+        }
+        ((now_us as f64 - start) * per_us).min((self.reserve(percent) - self.guard()).max(0.0))
     }
 
     /// What a send of a class with `percent` reserved needs in the bucket,
@@ -88,7 +131,12 @@ impl Rate {
     /// below zero): such an account's sends are spaced by the spread beyond
     /// an interval, which is what keeps their arrivals on its curve.
     pub fn need_and_take(&self, percent: u8) -> (f64, f64) {
-        let need = 1.0 + self.kept(percent);
+        self.need_and_take_with(percent, 0.0)
+    }
+
+    /// [`Rate::need_and_take`] in a bucket holding `credit`.
+    pub fn need_and_take_with(&self, percent: u8, credit: f64) -> (f64, f64) {
+        let need = 1.0 + self.kept_with(percent, credit);
         if need > self.burst {
             (self.burst, 1.0 + need - self.burst)
         } else {
@@ -177,6 +225,10 @@ pub struct Input {
     pub held: bool,
     /// The account's own limit (its `limits` hash), if one is stored.
     pub limit: Option<Rate>,
+    /// When the message was due (accepted, or its `sendAt`), on the
+    /// limiter's clock, if known: what a send from a full bucket is credited
+    /// from ([`Rate::credit`]).
+    pub due_us: Option<u64>,
 }
 
 /// Everything one decision writes (`None`: left as it was).
@@ -198,6 +250,12 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
         _ => input.now_us,
     };
     let tokens = rate.tokens_at(input.bucket, now);
+    // A full bucket holds no credit: it has nothing left to make up.
+    let full = tokens >= rate.burst;
+    let credit = match input.bucket {
+        Some(s) if !full => s.credit,
+        _ => 0.0,
+    };
     if let Some(p) = input.pause_us.filter(|p| *p > 0) {
         return Outcome {
             decision: Decision::Paused {
@@ -208,7 +266,7 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
             limit: rate,
         };
     }
-    let (need, take) = rate.need_and_take(input.reserve_percent);
+    let (need, take) = rate.need_and_take_with(input.reserve_percent, credit);
     // First come, first served: a message without a slot queues behind the
     // slots still ahead, unless the bucket holds more than their holders can
     // use (slots nobody came for).
@@ -216,11 +274,17 @@ pub fn decide(defaults: Rate, input: Input) -> Outcome {
     let queued = !input.held && input.horizon_us.is_some_and(|h| h > now) && spare < 0.0;
     if tokens >= need && !queued {
         let left = tokens - take;
+        let credit = if full {
+            rate.credit(input.reserve_percent, input.bucket, input.due_us, now)
+        } else {
+            credit
+        };
         return Outcome {
             decision: Decision::Allowed { tokens_left: left },
             bucket: Some(BucketState {
                 tokens: left,
                 ts_us: now,
+                credit,
             }),
             horizon_us: None,
             limit: rate,
@@ -300,6 +364,8 @@ mod tests {
         bucket: Option<BucketState>,
         horizons: Vec<(u8, u64)>,
         now: u64,
+        /// When the next message asks, when it was due (none: unknown).
+        due: Option<u64>,
     }
 
     impl Sim {
@@ -310,6 +376,7 @@ mod tests {
                 bucket: None,
                 horizons: Vec::new(),
                 now: T0,
+                due: None,
             }
         }
         fn horizon(&self, class: u8) -> Option<u64> {
@@ -337,6 +404,7 @@ mod tests {
                     reserve_percent: pct,
                     held,
                     limit: self.own,
+                    due_us: self.due,
                 },
             );
             if let Some(b) = out.bucket {
@@ -371,6 +439,7 @@ mod tests {
                 bucket: Some(BucketState {
                     tokens: 0.0,
                     ts_us: T0,
+                    credit: 0.0,
                 }),
                 horizon_us: None,
                 pause_us: None,
@@ -378,6 +447,7 @@ mod tests {
                 reserve_percent: 10,
                 held: false,
                 limit: None,
+                due_us: None,
             },
         );
         assert!(
@@ -443,6 +513,87 @@ mod tests {
         assert!(s.take_as(0, true).is_allowed());
     }
 
+    /// A medium backlog of 10/min (burst 10, one token reserved) reaching
+    /// the limiter `late_s` after it was accepted: the sends of its burst,
+    /// then how long its next message waits.
+    fn backlog_reaching_the_limiter_late(late_s: Option<u64>) -> (usize, Duration) {
+        let mut s = Sim::new(10.0, 10.0);
+        s.advance(60 * SEC); // idle: the bucket has long been full
+        s.due = late_s.map(|l| s.now - l * SEC);
+        let sent = (0..9).filter(|_| s.take(10).is_allowed()).count();
+        s.due = None;
+        (sent, s.take(10).wait())
+    }
+
+    #[test]
+    fn a_backlog_that_reaches_the_limiter_late_is_credited_the_refill_it_lost() {
+        // Nine go at once either way; the tenth's slot is an interval (6 s)
+        // after them, less the second the full bucket lost before the
+        // first send: what a bucket counting from the acceptance gives.
+        assert_eq!(backlog_reaching_the_limiter_late(None).0, 9);
+        assert!(about(backlog_reaching_the_limiter_late(None).1, 6_000));
+        assert!(about(backlog_reaching_the_limiter_late(Some(0)).1, 6_000));
+        assert!(about(backlog_reaching_the_limiter_late(Some(1)).1, 5_000));
+        assert!(about(backlog_reaching_the_limiter_late(Some(3)).1, 3_000));
+        // At most what the class keeps beyond the guard (0.1 s at 10/min):
+        // one token, 6 s, less the guard.
+        assert!(about(backlog_reaching_the_limiter_late(Some(30)).1, 100));
+    }
+
+    #[test]
+    fn the_credit_counts_only_time_the_bucket_stood_full() {
+        let mut s = Sim::new(10.0, 10.0);
+        assert!(s.take(10).is_allowed());
+        assert!(s.take(10).is_allowed());
+        // Full again 12 s after those two; the message was due at 0 s and
+        // asks at 13 s: one second of refill was lost, not thirteen.
+        s.due = Some(s.now);
+        s.advance(13 * SEC);
+        assert!(s.take(10).is_allowed());
+        let credit = s.bucket.map(|b| b.credit);
+        assert!(
+            credit.is_some_and(|c| (c - 1.0 / 6.0).abs() < 1e-9),
+            "{credit:?}"
+        );
+    }
+
+    #[test]
+    fn the_credit_lasts_until_the_bucket_is_full_again_and_high_keeps_the_guard() {
+        // 60/min, burst 10, medium keeps one token; due 2 s before its first
+        // send: credited 0.9 (the one token less the guard, 0.1).
+        let mut s = Sim::new(60.0, 10.0);
+        s.due = Some(s.now - 2 * SEC);
+        assert!(s.take(10).is_allowed());
+        s.due = None;
+        let drained = |s: &mut Sim| (0..20).take_while(|_| s.take(10).is_allowed()).count();
+        assert_eq!(drained(&mut s), 8, "down to one token");
+        // Half a second later 1.5 tokens: the holder of the slot the last
+        // denial gave keeps max(1 - 0.9, 0.1), so it sends; without the
+        // credit it would wait 500 ms.
+        s.advance(SEC / 2);
+        assert!(s.take_as(10, true).is_allowed());
+        // `high` finds 0.5 and needs one plus the guard: 600 ms.
+        let high = s.take(0);
+        assert!(!high.is_allowed() && about(high.wait(), 600), "{high:?}");
+        // Full again: the credit is gone, medium keeps its whole token.
+        s.advance(10 * SEC);
+        assert_eq!(drained(&mut s), 9);
+        s.advance(SEC / 2);
+        let medium = s.take_as(10, true);
+        assert!(
+            !medium.is_allowed() && about(medium.wait(), 500),
+            "{medium:?}"
+        );
+    }
+
+    #[test]
+    fn high_gives_no_credit() {
+        let mut s = Sim::new(10.0, 10.0);
+        s.due = Some(s.now - 3 * SEC);
+        assert!(s.take(0).is_allowed());
+        assert_eq!(s.bucket.map(|b| b.credit), Some(0.0));
+    }
+
     #[test]
     fn denied_call_does_not_touch_the_bucket() {
         let rate = Rate {
@@ -452,6 +603,7 @@ mod tests {
         let bucket = Some(BucketState {
             tokens: 0.5,
             ts_us: T0,
+            credit: 0.0,
         });
         let out = decide(
             rate,
@@ -463,6 +615,7 @@ mod tests {
                 reserve_percent: 0,
                 held: false,
                 limit: None,
+                due_us: None,
             },
         );
         assert!(!out.decision.is_allowed());
@@ -607,6 +760,7 @@ mod tests {
                 reserve_percent: 0,
                 held: false,
                 limit: None,
+                due_us: None,
             },
         );
         assert_eq!(
@@ -782,14 +936,18 @@ mod tests {
             burst in 1u32..30,
             gaps in proptest::collection::vec(0u64..3_000_000, 1..200),
             latencies in proptest::collection::vec(0u64..=ARRIVAL_SPREAD_US, 400),
-            reserves in proptest::collection::vec(0u8..3, 200),
+            reserves in proptest::collection::vec(0u8..4, 200),
+            dues in proptest::collection::vec(proptest::option::of(0u64..120_000_000), 200),
         ) {
             let mut s = Sim::new(per_minute, f64::from(burst));
             let mut arrivals: Vec<u64> = Vec::new();
             let mut calls = latencies.iter();
             for (i, gap) in gaps.iter().enumerate() {
                 s.advance(*gap);
-                let pct = [0, 10, 20][reserves[i] as usize];
+                // Each message was due some time before it first asks (the
+                // credit), and keeps that due time when it comes back.
+                s.due = dues[i].map(|d| s.now - d);
+                let pct = [0, 10, 20, 50][reserves[i] as usize];
                 let mut held = false;
                 loop {
                     let d = s.take_as(pct, held);

@@ -201,20 +201,23 @@ pub trait Limiter: Send + Sync {
     /// `held`: the message comes back at a slot an earlier denial gave it,
     /// and takes the token it was promised (denied, it gets the exact wait
     /// and no new slot); otherwise it queues behind the slots still ahead.
+    /// `due_us`: when the message was due (accepted, or its `sendAt`), in
+    /// microseconds since the Unix epoch, if known ([`Rate::credit`]).
     fn acquire_as(
         &self,
         account: &AccountId,
         priority: Priority,
         held: bool,
+        due_us: Option<u64>,
     ) -> impl Future<Output = Result<Decision, LimiterError>> + Send;
 
-    /// [`Self::acquire_as`] for a message that holds no slot.
+    /// [`Self::acquire_as`] for a message that holds no slot, due time unknown.
     fn acquire(
         &self,
         account: &AccountId,
         priority: Priority,
     ) -> impl Future<Output = Result<Decision, LimiterError>> + Send {
-        self.acquire_as(account, priority, false)
+        self.acquire_as(account, priority, false, None)
     }
 
     /// Pauses `account` for `wait` (the upstream's `Retry-After`).
@@ -339,12 +342,13 @@ impl RedisLimiter {
         client_now_us: u64,
         held: bool,
     ) -> Result<Decision, LimiterError> {
-        self.acquire_step(account, priority, reserve_percent, client_now_us, held)
+        self.acquire_step(account, priority, reserve_percent, client_now_us, held, 0)
             .await
             .map(|(decision, _)| decision)
     }
 
-    /// [`Self::acquire_with`], also returning the limit the script decided
+    /// [`Self::acquire_with`] for a message due at `due_us` (0: unknown;
+    /// see [`Rate::credit`]), also returning the limit the script decided
     /// with (tests compare both with the Rust twin).
     pub async fn acquire_step(
         &self,
@@ -353,6 +357,7 @@ impl RedisLimiter {
         reserve_percent: u8,
         client_now_us: u64,
         held: bool,
+        due_us: u64,
     ) -> Result<(Decision, Rate), LimiterError> {
         let mut conn = self.conn.clone();
         let rate = self.rate();
@@ -369,6 +374,7 @@ impl RedisLimiter {
             .arg(client_now_us)
             .arg(KEY_TTL_MS)
             .arg(u8::from(held))
+            .arg(due_us)
             .invoke_async(&mut conn)
             .await?;
         let [
@@ -410,14 +416,16 @@ impl Limiter for RedisLimiter {
         account: &AccountId,
         priority: Priority,
         held: bool,
+        due_us: Option<u64>,
     ) -> Result<Decision, LimiterError> {
-        let decision = self
-            .acquire_with(
+        let (decision, _) = self
+            .acquire_step(
                 account,
                 priority,
                 self.reserve_percent(priority),
                 self.client_now_us(),
                 held,
+                due_us.unwrap_or(0),
             )
             .await?;
         self.confirm(account, decision).await
@@ -459,9 +467,11 @@ impl BucketViewer for RedisLimiter {
             LimiterClock::Redis => secs * 1_000_000 + micros,
             LimiterClock::Client => self.client_now_us(),
         };
-        let state = tokens
-            .zip(ts)
-            .map(|(tokens, ts_us)| BucketState { tokens, ts_us });
+        let state = tokens.zip(ts).map(|(tokens, ts_us)| BucketState {
+            tokens,
+            ts_us,
+            credit: 0.0,
+        });
         let rate = LimitView::of(self.rate(), parse_stored(own_rate, own_burst)).rate;
         Ok(BucketView {
             // A small bucket's debt (`Rate::need_and_take`) shows as none.

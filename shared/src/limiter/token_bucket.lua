@@ -3,7 +3,8 @@
 -- the script runs on Redis Cluster. Its Rust twin is limiter::bucket::decide;
 -- a test runs both on the same inputs and compares.
 --
--- KEYS[1] bucket   hash {tokens, ts}: tokens at time ts (microseconds)
+-- KEYS[1] bucket   hash {tokens, ts, credit}: tokens at time ts (microseconds);
+--                  credit: refill lost while it stood full (see ARGV[7])
 -- KEYS[2] horizon  string: the next free deferral slot for this priority class (us)
 -- KEYS[3] pause    string: set when the upstream answered 429; its PTTL is the wait
 -- KEYS[4] limits   hash {perMinute, burst}: the account's own limit, set by an
@@ -20,6 +21,14 @@
 -- ARGV[5] key TTL in milliseconds
 -- ARGV[6] 1 when the message holds a slot this class's horizon gave it
 --         earlier (it comes back at that slot), else 0
+-- ARGV[7] when the message was due (accepted, or its sendAt), microseconds,
+--         or 0 if unknown. A send that finds the bucket full credits it with
+--         the refill lost to the cap since then (at most what the class
+--         keeps beyond the guard); until the bucket is full again the
+--         reserving classes keep that much less of their reserve, so a
+--         backlog's slots do not all carry the delay between its first
+--         message's acceptance and its first send. Every send still leaves
+--         the guard: the contract's curve is kept.
 --
 -- Returns {allowed (1|0), wait_us, tokens_after_milli, now_us, reason,
 --          per_minute_milli, burst} (the last two: the limit in force)
@@ -41,6 +50,7 @@ local reserve = math.min(math.floor(burst * tonumber(ARGV[3]) / 100), burst - 1)
 local client_now = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 local held = tonumber(ARGV[6]) == 1
+local due = tonumber(ARGV[7]) or 0 -- absent from callers that predate it
 -- Numbers are written with string.format: tostring keeps only 14 digits,
 -- and a microsecond timestamp has 16.
 
@@ -52,13 +62,16 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'credit')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
+local credit = tonumber(state[3]) or 0
+local fresh = tokens == nil or ts == nil
+if fresh then
   tokens = burst
   ts = now
 end
+local stored = tokens
 -- Time never runs backwards for a bucket: a caller whose clock lags (client
 -- clock mode) or a Redis failover cannot mint tokens by rewinding.
 if now < ts then
@@ -70,6 +83,11 @@ local per_us = rate / 60000000
 -- whole seconds, and the trigger batches for up to a second).
 local LATE_US = 2000000
 tokens = math.min(burst, tokens + (now - ts) * per_us)
+-- A full bucket holds no credit: it has nothing left to make up.
+local full = tokens >= burst
+if full then
+  credit = 0
+end
 
 local pause = redis.call('PTTL', KEYS[3])
 if pause > 0 then
@@ -83,7 +101,8 @@ end
 -- owes the rest (tokens below zero): its sends are spaced by the spread
 -- beyond an interval.
 local ARRIVAL_SPREAD_US = 100000
-local need = 1 + math.max(reserve, ARRIVAL_SPREAD_US * per_us)
+local guard = ARRIVAL_SPREAD_US * per_us
+local need = 1 + math.max(reserve - credit, guard)
 local take = 1
 if need > burst then
   take = 1 + need - burst
@@ -104,7 +123,19 @@ local spare = tokens - need - 1 - LATE_US * per_us
 local queued = (not held) and horizon ~= nil and horizon > now and spare < 0
 if tokens >= need and not queued then
   tokens = tokens - take
-  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.0f', now))
+  if full and due > 0 then
+    -- When the stored tokens reached the cap (a missing bucket always was).
+    local start = due
+    if not fresh then
+      start = math.max(ts + math.max(0, burst - stored) / per_us, due)
+    end
+    credit = 0
+    if start < now then
+      credit = math.min((now - start) * per_us, math.max(0, reserve - guard))
+    end
+  end
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.0f', now),
+    'credit', string.format('%.17g', credit))
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, 0, math.floor(tokens * 1000), now, 0, math.floor(rate * 1000), burst}
 end

@@ -164,7 +164,7 @@ async fn run_rust(
     })
 }
 
-/// `redis-benchmark ... --csv EVALSHA sha 4 k1 k2 k3 k4 a1..a5`; returns requests/s.
+/// `redis-benchmark ... --csv EVALSHA sha 4 k1 k2 k3 k4 a1..a7`; returns requests/s.
 fn run_raw(
     url: &str,
     concurrency: usize,
@@ -227,6 +227,9 @@ pub async fn run(args: &Args) -> Result<Value> {
         wire(0u8)?,
         wire(0u64)?,
         wire(KEY_TTL_MS)?,
+        // No slot held, due time unknown: what `RedisLimiter::acquire` sends.
+        wire(0u8)?,
+        wire(0u64)?,
     ];
     let raw_argv = |acct: &AccountId| -> Vec<String> {
         let mut v = vec![
