@@ -184,6 +184,8 @@ async fn script_matches_twin() {
                 own = None;
             }
         }
+        // The script takes 0 for an unknown due time, as `acquire_as` sends it.
+        let due = (*due_ago > 0).then(|| now - due_ago);
         let out = bucket::decide(
             rate,
             Input {
@@ -194,7 +196,7 @@ async fn script_matches_twin() {
                 reserve_percent: *pct,
                 held: *held,
                 limit: own,
-                due_us: (*due_ago > 0).then(|| now - due_ago),
+                due_us: due,
             },
         );
         if let Some(b) = out.bucket {
@@ -205,14 +207,7 @@ async fn script_matches_twin() {
             horizon = Some(h);
         }
         let (got, in_force) = l
-            .acquire_step(
-                &a,
-                Priority::High,
-                *pct,
-                now,
-                *held,
-                if *due_ago > 0 { now - due_ago } else { 0 },
-            )
+            .acquire_step(&a, Priority::High, *pct, now, *held, due.unwrap_or(0))
             .await
             .unwrap();
         assert_eq!(out.limit, in_force, "step {i}: limit in force");
